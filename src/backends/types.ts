@@ -1,0 +1,58 @@
+/**
+ * The backend contract: a backend registers the node's network (acquires the lease, sets up its
+ * devices) and then runs, turning lease batches into kernel state.
+ *
+ * @module
+ */
+import type { NetworkConfig } from "../config/network_config.ts";
+import type { ExtIface } from "../iface/mod.ts";
+import type { SubnetManager } from "../lease/manager.ts";
+import type { Lease, LeaseBatch } from "../lease/types.ts";
+import type { Logger } from "../log/logger.ts";
+import type { Clock } from "../util/clock.ts";
+
+/** Everything a backend may use; nothing is reached through globals. */
+export interface BackendContext {
+  ext: ExtIface;
+  config: NetworkConfig;
+  manager: SubnetManager;
+  log: Logger;
+  clock: Clock;
+  signal: AbortSignal;
+}
+
+/** The node's registered network. */
+export interface Network {
+  readonly lease: Lease;
+  /** The MTU written to subnet.env. */
+  readonly mtu: number;
+  /** Consumes lease batches until they end or the signal aborts. */
+  run(batches: AsyncIterable<LeaseBatch>, signal: AbortSignal): Promise<void>;
+  /** Removes what must not outlive the daemon (most backends leave the data path up). */
+  close(): Promise<void>;
+}
+
+/** One backend type, as listed in the registry. */
+export interface BackendFactory {
+  /** The net-conf `Backend.Type` (lower case). */
+  readonly type: string;
+  register(ctx: BackendContext): Promise<Network>;
+}
+
+/** Lease acquisition failed inside a backend's registration. */
+export class AcquireLeaseError extends Error {
+  override name = "AcquireLeaseError";
+}
+
+/** Acquires the lease as every backend does, wrapping errors as upstream (`failed to acquire lease: …`). */
+export async function acquireLease(
+  ctx: BackendContext,
+  attrs: Parameters<SubnetManager["acquireLease"]>[0],
+): Promise<Lease> {
+  try {
+    return await ctx.manager.acquireLease(attrs, ctx.signal);
+  } catch (e) {
+    if (ctx.signal.aborted) throw e;
+    throw new AcquireLeaseError(`failed to acquire lease: ${(e as Error).message}`, { cause: e });
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * The `flanneld` entry point: parse flags, wire the real dependencies, run the daemon, exit.
+ * The only file besides `src/runtime/` that reads the process environment or exits.
+ *
+ * @module
+ */
+import { formatOptions, parseFlags, validateOptions } from "./flags.ts";
+import { createLogger } from "../log/mod.ts";
+import { runDaemon } from "../daemon/daemon.ts";
+import { defaultRegistry } from "../backends/registry.ts";
+import { ipCommandNetInfo } from "../iface/mod.ts";
+import { denoFiles } from "../runtime/fs.ts";
+import { denoServeHealth } from "../runtime/serve.ts";
+import { shutdownSignal } from "../runtime/signals.ts";
+import { denoRunCommand } from "../runtime/command.ts";
+import { systemClock } from "../util/clock.ts";
+import { createEtcdManager } from "../lease/etcd/store.ts";
+import { createFetch } from "../runtime/http.ts";
+import { VERSION } from "../version.ts";
+
+/** Runs flanneld with `argv` (without the program name); resolves to the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const parsed = parseFlags(argv, Deno.env.toObject());
+  switch (parsed.kind) {
+    case "version":
+      console.error(VERSION);
+      return 0;
+    case "help":
+      console.error(parsed.text.trimEnd());
+      return 0;
+    case "error":
+      console.error(`flanneld: ${parsed.message}`);
+      console.error(parsed.usage.trimEnd());
+      return 2;
+  }
+  const options = parsed.options;
+  const log = createLogger({ verbosity: options.v, format: options.logFormat, vmodule: options.vmodule });
+  const mainLog = log.child("main.ts");
+  for (const w of parsed.envWarnings) mainLog.warn(`Failed to set flag FLANNELD from env: ${w}`);
+  mainLog.info(`CLI flags config: ${formatOptions(options)}`);
+  const invalid = validateOptions(options);
+  if (invalid) {
+    mainLog.error(invalid);
+    return 1;
+  }
+  if (options.kubeSubnetMgr) {
+    mainLog.error(
+      "--kube-subnet-mgr is not supported by this build yet; use the etcd subnet manager (the default)",
+    );
+    return 1;
+  }
+  const signal = shutdownSignal((m) => mainLog.info(m));
+  return await runDaemon({
+    options,
+    log: mainLog,
+    clock: systemClock,
+    files: denoFiles,
+    netInfo: ipCommandNetInfo({ run: denoRunCommand }),
+    registry: defaultRegistry(),
+    serveHealth: denoServeHealth,
+    createManager(previous) {
+      const etcdLog = log.child("etcd.ts");
+      const tls = Boolean(options.etcdCertfile && options.etcdKeyfile);
+      if (!tls) etcdLog.warn("no certificate provided: connecting to etcd with http. This is insecure");
+      const fetch = createFetch({
+        certFile: options.etcdCertfile,
+        keyFile: options.etcdKeyfile,
+        caFile: options.etcdCafile,
+      });
+      const manager = createEtcdManager({
+        options,
+        previousSubnet: previous.subnet,
+        previousIPv6Subnet: previous.ipv6Subnet,
+        fetch,
+        log: etcdLog,
+        clock: systemClock,
+      });
+      const close = manager.close;
+      return Promise.resolve(Object.assign(manager, { close: () => close().finally(() => fetch.close()) }));
+    },
+  }, signal);
+}
+
+if (import.meta.main) {
+  const code = await main(Deno.args);
+  Deno.exit(code);
+}

@@ -1,0 +1,41 @@
+/**
+ * The subnet manager interface: what the daemon asks of a lease store. Two implementations:
+ * the KV manager (etcd, or in memory) and, later, the Kubernetes one.
+ *
+ * @module
+ */
+import type { NetworkConfig } from "../config/network_config.ts";
+import type { Lease, LeaseAttrs, LeaseBatch } from "./types.ts";
+
+/** How {@linkcode SubnetManager.completeLease} ended. */
+export type LeaseOutcome =
+  /** Our lease was deleted from the store: shut down in order, exit 0 (upstream behaviour). */
+  | "revoked"
+  /** Another writer replaced our lease: shut down and exit non-zero, naming the conflict. */
+  | "lost"
+  /** The signal aborted. */
+  | "cancelled";
+
+/** A lease store as the daemon and the backends use it. */
+export interface SubnetManager {
+  /** Shown at start-up: `Created subnet manager: <name>`. */
+  readonly name: string;
+  /** Reads and validates the network configuration. */
+  getNetworkConfig(signal?: AbortSignal): Promise<NetworkConfig>;
+  /** Takes (or re-takes) this node's lease, publishing `attrs`. */
+  acquireLease(attrs: LeaseAttrs, signal?: AbortSignal): Promise<Lease>;
+  /** Streams the other nodes' leases: a first batch with all of them, then changes. */
+  watchLeases(ownLease: Lease, signal: AbortSignal): AsyncIterable<LeaseBatch>;
+  /** Keeps our lease: renews it before expiry and watches it until it is revoked or lost. */
+  completeLease(lease: Lease, signal: AbortSignal): Promise<LeaseOutcome>;
+}
+
+/** No free subnet is left in [SubnetMin, SubnetMax]. */
+export class OutOfSubnetsError extends Error {
+  override name = "OutOfSubnetsError";
+}
+
+/** The store has no network configuration (etcd `<prefix>/config` missing). */
+export class ConfigNotFoundError extends Error {
+  override name = "ConfigNotFoundError";
+}
