@@ -103,7 +103,7 @@ export async function runDaemon(deps: DaemonDeps, outer: AbortSignal): Promise<n
     }
 
     // 9. The network config, waited for.
-    const config = await waitForConfig(manager, deps, signal);
+    const config = await waitForConfig(manager, deps, metrics, signal);
     if (!config) return EXIT_OK;
     log.info(`Found network config - Backend type: ${config.backendType}`);
 
@@ -232,6 +232,7 @@ export async function runDaemon(deps: DaemonDeps, outer: AbortSignal): Promise<n
 async function waitForConfig(
   manager: SubnetManager,
   deps: DaemonDeps,
+  metrics: Metrics,
   signal: AbortSignal,
 ): Promise<NetworkConfig | undefined> {
   let last = "";
@@ -244,6 +245,7 @@ async function waitForConfig(
     } catch (e) {
       if (signal.aborted) return undefined;
       attempts++;
+      metrics.inc("flannel_config_fetch_failures_total", "Failed attempts to read the network config", 1);
       const msg = (e as Error).message;
       if (msg !== last) deps.log.error(`Couldn't fetch network config: ${msg}`);
       else deps.log.v(2, `Couldn't fetch network config (attempt ${attempts}): ${msg}`);

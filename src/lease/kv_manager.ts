@@ -222,6 +222,7 @@ export class KVSubnetManager implements SubnetManager {
     let revision = lease.revision;
     let expiration = lease.expiration;
     let renewFailed = false;
+    let announced = 0;
 
     const inner = new AbortController();
     const stop = () => inner.abort(signal.reason);
@@ -245,7 +246,8 @@ export class KVSubnetManager implements SubnetManager {
             () => "none" as const,
           )
           : new Promise<"none">(() => {});
-        if (Number.isFinite(renewIn) && !renewFailed) {
+        if (Number.isFinite(renewIn) && !renewFailed && announced !== expiration) {
+          announced = expiration;
           this.#log.info(`Waiting for ${formatDuration(renewIn)} to renew lease`);
         }
         const got = await Promise.race([pending.then((r) => ({ r })), wake]);

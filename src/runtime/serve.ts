@@ -9,13 +9,18 @@ import type { HealthServe } from "../daemon/daemon.ts";
 export const denoServeHealth: HealthServe = (opts, handler) => {
   return new Promise((resolve, reject) => {
     try {
-      const server = Deno.serve({
+      // onListen runs inside Deno.serve, before `server` is assigned: hand over a getter.
+      let server: Deno.HttpServer | undefined;
+      let listening = false;
+      server = Deno.serve({
         hostname: opts.hostname,
         port: opts.port,
         signal: opts.signal,
-        onListen: () => resolve({ finished: server.finished }),
+        onListen: () => void (listening = true),
         onError: () => new Response("internal error", { status: 500 }),
       }, handler);
+      if (listening) resolve({ finished: server.finished });
+      else reject(new Error("server did not start listening"));
     } catch (e) {
       reject(e);
     }
