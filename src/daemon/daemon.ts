@@ -183,6 +183,14 @@ export async function runDaemon(deps: DaemonDeps, outer: AbortSignal): Promise<n
       );
     }
 
+    // 15–18. Traffic rules are not implemented yet: say so instead of pretending.
+    if (options.ipMasq || options.ipBlackholeRoute) {
+      log.warn(
+        "--ip-masq and --ip-blackhole-route are accepted but this build installs no masquerade rules or " +
+          "blackhole routes yet; pod traffic leaving the cluster network is not masqueraded",
+      );
+    }
+
     // 19. subnet.env, then ready.
     const content = renderSubnetFile({
       ...(config.enableIPv4 && config.network ? { network: config.network, subnet: lease.subnet } : {}),
