@@ -27,7 +27,12 @@ export { LeaseWatcher } from "./src/lease/watcher.ts";
 export { type KV, KVCompactedError, type KVEntry, type KVEvent, KVUnavailableError } from "./src/lease/kv.ts";
 export { MemoryKV } from "./src/lease/memory/kv.ts";
 export { KVSubnetManager, type KVSubnetManagerOptions, SUBNET_TTL_SECONDS } from "./src/lease/kv_manager.ts";
-export { ConfigNotFoundError, type LeaseOutcome, OutOfSubnetsError, type SubnetManager } from "./src/lease/manager.ts";
+export {
+  ConfigNotFoundError,
+  type LeaseOutcome,
+  OutOfSubnetsError,
+  type SubnetManager,
+} from "./src/lease/manager.ts";
 export { EtcdClient, type EtcdClientOptions } from "./src/lease/etcd/client.ts";
 export { createEtcdManager, EtcdKV } from "./src/lease/etcd/store.ts";
 export { BackendRegistry, defaultBackends, UnknownBackendError } from "./src/backends/registry.ts";

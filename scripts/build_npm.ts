@@ -39,10 +39,14 @@ for (const m of info.modules as InfoModule[]) {
   files.push(m.local.slice(root.length));
   for (const d of m.dependencies ?? []) {
     if (d.specifier.startsWith(".") || d.specifier.startsWith("/")) continue;
-    const name = Object.keys(imports).find((k) => d.specifier === k || (k.endsWith("/") && d.specifier.startsWith(k)));
+    const name = Object.keys(imports).find((k) =>
+      d.specifier === k || (k.endsWith("/") && d.specifier.startsWith(k))
+    );
     const target = name && imports[name];
     const m2 = target && /^npm:\/?((?:@[^/]+\/)?[^@/]+)@([^/]+)/.exec(target);
-    if (!m2) throw new Error(`${m.local}: import "${d.specifier}" is not an npm package in deno.json's imports`);
+    if (!m2) {
+      throw new Error(`${m.local}: import "${d.specifier}" is not an npm package in deno.json's imports`);
+    }
     deps[m2[1]!] = m2[2]!;
   }
 }
@@ -98,7 +102,9 @@ await Deno.writeTextFile(
     2,
   ),
 );
-if (Object.keys(deps).length > 0) await run("npm", ["install", "--no-audit", "--no-fund", "--loglevel=error"], out);
+if (Object.keys(deps).length > 0) {
+  await run("npm", ["install", "--no-audit", "--no-fund", "--loglevel=error"], out);
+}
 await run(`${root}tools/deno/node_modules/.bin/tsc`, ["-p", "tsconfig.json"], out);
 await Deno.remove(src, { recursive: true });
 await Deno.remove(`${out}/tsconfig.json`);

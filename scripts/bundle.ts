@@ -16,6 +16,8 @@ if (!out.success) Deno.exit(out.code);
 const body = await Deno.readTextFile(tmp);
 await Deno.remove(tmp);
 const target = `${root}dist/flanneld`;
-await Deno.writeTextFile(target, `#!/usr/bin/env -S deno run --no-config --quiet ${perms}\n${body}`, { mode: 0o755 });
+await Deno.writeTextFile(target, `#!/usr/bin/env -S deno run --no-config --quiet ${perms}\n${body}`, {
+  mode: 0o755,
+});
 await Deno.chmod(target, 0o755);
 console.log(`Wrote ${target} (${(body.length / 1024).toFixed(0)} KiB)`);

@@ -12,6 +12,7 @@
 import { IP4, IP4Net, IP6, IP6Net } from "../ip/mod.ts";
 import { ip4ParseReason } from "../ip/ip4.ts";
 import { ip4NetParseReason, ip6NetParseReason } from "../ip/cidr.ts";
+import { escapeControls } from "../ip/text.ts";
 import { getField } from "./case_insensitive.ts";
 
 /** A parsed network configuration. Absent optional fields are omitted, never `undefined`. */
@@ -74,7 +75,7 @@ const MAX_SHOWN_VALUE = 80;
 
 function describe(value: unknown): string {
   if (value === undefined) return "missing";
-  const text = JSON.stringify(value) ?? String(value);
+  const text = escapeControls(JSON.stringify(value) ?? String(value));
   return text.length > MAX_SHOWN_VALUE ? `${text.slice(0, MAX_SHOWN_VALUE)}…` : text;
 }
 
@@ -108,10 +109,13 @@ const JSON_NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
 function locateJsonProblem(text: string): JsonProblem | undefined {
   let i = 0;
   const stop = (expected: string): never => {
-    throw new JsonProblem(
-      i,
-      `expected ${expected}, found ${i < text.length ? JSON.stringify(text[i]) : "end of input"}`,
-    );
+    const c = text.codePointAt(i);
+    const found = c === undefined
+      ? "end of input"
+      : c >= 0x20 && c < 0x7f
+      ? JSON.stringify(text[i])
+      : `U+${c.toString(16).toUpperCase().padStart(4, "0")}`;
+    throw new JsonProblem(i, `expected ${expected}, found ${found}`);
   };
   const space = () => {
     while (" \t\n\r".includes(text[i] ?? "x")) i++;
@@ -131,46 +135,62 @@ function locateJsonProblem(text: string): JsonProblem | undefined {
       }
     }
   };
-  const value = (): void => {
+  const key = () => {
     space();
-    const c = text[i];
-    const close = c === "{" ? "}" : c === "[" ? "]" : undefined;
-    if (close !== undefined) {
-      i++;
+    if (text[i] !== '"') stop("a double-quoted property name");
+    string();
+    space();
+    if (text[i] !== ":") stop("':'");
+    i++;
+  };
+  // Iterative, with a stack of the brackets still open, so deep nesting cannot overflow the stack.
+  const open: string[] = [];
+  try {
+    for (;;) {
       space();
-      if (text[i] === close) return void i++;
-      for (;;) {
-        if (close === "}") {
-          space();
-          if (text[i] !== '"') stop("a double-quoted property name");
-          string();
-          space();
-          if (text[i] !== ":") stop("':'");
-          i++;
-        }
-        value();
+      const c = text[i];
+      if (c === "{" || c === "[") {
+        const close = c === "{" ? "}" : "]";
+        i++;
         space();
-        if (text[i] === ",") i++;
-        else if (text[i] === close) return void i++;
-        else stop(`',' or '${close}'`);
+        if (text[i] !== close) {
+          open.push(close);
+          if (close === "}") key();
+          continue;
+        }
+        i++;
+      } else if (c === '"') {
+        string();
+      } else {
+        const word = ["true", "false", "null"].find((w) => text.startsWith(w, i));
+        JSON_NUMBER.lastIndex = i;
+        if (word !== undefined) i += word.length;
+        else if (JSON_NUMBER.test(text)) i = JSON_NUMBER.lastIndex;
+        else stop("a JSON value");
+      }
+      // A value ended: close brackets until one takes another element.
+      for (;;) {
+        space();
+        const close = open.at(-1);
+        if (close === undefined) {
+          if (i < text.length) stop("end of input");
+          return undefined;
+        }
+        if (text[i] === close) {
+          i++;
+          open.pop();
+        } else if (text[i] === ",") {
+          i++;
+          if (close === "}") key();
+          break;
+        } else {
+          stop(`',' or '${close}'`);
+        }
       }
     }
-    if (c === '"') return string();
-    for (const word of ["true", "false", "null"]) {
-      if (text.startsWith(word, i)) return void (i += word.length);
-    }
-    JSON_NUMBER.lastIndex = i;
-    if (JSON_NUMBER.test(text)) return void (i = JSON_NUMBER.lastIndex);
-    stop("a JSON value");
-  };
-  try {
-    value();
-    space();
-    if (i < text.length) stop("end of input");
-    return undefined;
   } catch (e) {
     if (e instanceof JsonProblem) return e;
-    return undefined; // e.g. nesting too deep for recursion; fall back to the engine's message
+    throw e;
   }
 }
 

@@ -10,7 +10,7 @@
 
 import { IP4 } from "./ip4.ts";
 import { IP6 } from "./ip6.ts";
-import { parseDottedQuad, parseIPv6Text, parsePrefixLength } from "./text.ts";
+import { escapeControls, parseDottedQuad, parseIPv6Text, parsePrefixLength, quote } from "./text.ts";
 
 /** Splits CIDR text at its first `/`, as Go's `net.ParseCIDR` does. */
 function splitCIDR(s: string): [string, string] | undefined {
@@ -36,15 +36,19 @@ function ip6Mask(prefixLen: number): bigint {
 
 /**
  * Upstream's reason for text that is not an IPv4 CIDR: `invalid IPv4 CIDR format` for IPv6 CIDR
- * text, otherwise Go's `invalid CIDR address: <s>`.
+ * text, otherwise Go's `invalid CIDR address: <s>` (control characters escaped).
  */
 export function ip4NetParseReason(s: string): string {
-  return IP6Net.tryParse(s) === undefined ? `invalid CIDR address: ${s}` : "invalid IPv4 CIDR format";
+  return IP6Net.tryParse(s) === undefined
+    ? `invalid CIDR address: ${escapeControls(s)}`
+    : "invalid IPv4 CIDR format";
 }
 
 /** The reason for text that is not an IPv6 CIDR, by analogy with {@linkcode ip4NetParseReason}. */
 export function ip6NetParseReason(s: string): string {
-  return IP4Net.tryParse(s) === undefined ? `invalid CIDR address: ${s}` : "invalid IPv6 CIDR format";
+  return IP4Net.tryParse(s) === undefined
+    ? `invalid CIDR address: ${escapeControls(s)}`
+    : "invalid IPv6 CIDR format";
 }
 
 /**
@@ -86,7 +90,7 @@ export class IP4Net {
   static parse(s: string): IP4Net {
     const net = IP4Net.tryParse(s);
     if (net !== undefined) return net;
-    throw new SyntaxError(`Cannot parse IPv4 CIDR ${JSON.stringify(s)}: ${ip4NetParseReason(s)}`);
+    throw new SyntaxError(`Cannot parse IPv4 CIDR ${quote(s)}: ${ip4NetParseReason(s)}`);
   }
 
   /** Like {@linkcode IP4Net.parse}, but returns `undefined` instead of throwing. */
@@ -207,7 +211,7 @@ export class IP6Net {
   static parse(s: string): IP6Net {
     const net = IP6Net.tryParse(s);
     if (net !== undefined) return net;
-    throw new SyntaxError(`Cannot parse IPv6 CIDR ${JSON.stringify(s)}: ${ip6NetParseReason(s)}`);
+    throw new SyntaxError(`Cannot parse IPv6 CIDR ${quote(s)}: ${ip6NetParseReason(s)}`);
   }
 
   /** Like {@linkcode IP6Net.parse}, but returns `undefined` instead of throwing. */

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { formatDottedQuad, parseDottedQuad, parseIPv6Text } from "./text.ts";
+import { formatDottedQuad, parseDottedQuad, parseIPv6Text, quote } from "./text.ts";
 
 const ADDRESS_SPACE = 2 ** 32;
 
@@ -70,7 +70,7 @@ export class IP4 {
   static parse(s: string): IP4 {
     const ip = IP4.tryParse(s);
     if (ip === undefined) {
-      throw new SyntaxError(`Cannot parse IPv4 address ${JSON.stringify(s)}: ${ip4ParseReason(s)}`);
+      throw new SyntaxError(`Cannot parse IPv4 address ${quote(s)}: ${ip4ParseReason(s)}`);
     }
     return ip;
   }

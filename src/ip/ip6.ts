@@ -4,7 +4,7 @@
  * @module
  */
 
-import { formatIPv6, isV4Mapped, parseDottedQuad, parseIPv6Text } from "./text.ts";
+import { formatIPv6, isV4Mapped, parseDottedQuad, parseIPv6Text, quote } from "./text.ts";
 
 const ADDRESS_SPACE = 1n << 128n;
 
@@ -69,7 +69,7 @@ export class IP6 {
   static parse(s: string): IP6 {
     const ip = IP6.tryParse(s);
     if (ip === undefined) {
-      throw new SyntaxError(`Cannot parse IPv6 address ${JSON.stringify(s)}: invalid IP address format`);
+      throw new SyntaxError(`Cannot parse IPv6 address ${quote(s)}: invalid IP address format`);
     }
     return ip;
   }

@@ -7,7 +7,7 @@
 import { IP4Net, IP6Net } from "./cidr.ts";
 import { IP4 } from "./ip4.ts";
 import { IP6 } from "./ip6.ts";
-import { parseIPv6Text } from "./text.ts";
+import { escapeControls, parseIPv6Text, quote } from "./text.ts";
 
 /**
  * Parses an address: a dotted quad gives an {@linkcode IP4}, IPv6 notation an {@linkcode IP6}
@@ -29,7 +29,7 @@ export function parseIP(s: string): IP4 | IP6 {
   if (ip4 !== undefined) return ip4;
   const value = parseIPv6Text(s);
   if (value === undefined) {
-    throw new SyntaxError(`Cannot parse IP address ${JSON.stringify(s)}: invalid IP address format`);
+    throw new SyntaxError(`Cannot parse IP address ${quote(s)}: invalid IP address format`);
   }
   return IP6.fromBigInt(value);
 }
@@ -51,7 +51,7 @@ export function parseIP(s: string): IP4 | IP6 {
 export function parseCIDR(s: string): IP4Net | IP6Net {
   const net = IP4Net.tryParse(s) ?? IP6Net.tryParse(s);
   if (net === undefined) {
-    throw new SyntaxError(`Cannot parse CIDR ${JSON.stringify(s)}: invalid CIDR address: ${s}`);
+    throw new SyntaxError(`Cannot parse CIDR ${quote(s)}: invalid CIDR address: ${escapeControls(s)}`);
   }
   return net;
 }

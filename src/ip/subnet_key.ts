@@ -71,8 +71,12 @@ function ip4FieldStart(s: string[], end: number): number {
   return -1;
 }
 
-/** The pattern's capture groups, or undefined when it does not match. */
-function matchSubnetKey(key: string): [string, string, string?, string?] | undefined {
+/**
+ * The capture groups upstream's pattern yields for `key` (IPv4 address, prefix length, and for a
+ * dual-stack key IPv6 address and prefix length), or `undefined` when it does not match. Exported
+ * for the test that compares it with the RegExp.
+ */
+export function matchSubnetKey(key: string): [string, string, string?, string?] | undefined {
   const s = Array.from(key);
   const join = (from: number, to: number) => s.slice(from, to).join("");
   const lastDigits = digitRunStart(s, s.length);
@@ -86,8 +90,8 @@ function matchSubnetKey(key: string): [string, string, string?, string?] | undef
   const d1 = digitRunStart(s, h - 1);
   const dualOk = h < lastDash && s[h - 1] === "&" && d1 < h - 1 && s[d1 - 1] === "-";
   const dualStart = dualOk ? ip4FieldStart(s, d1 - 1) : -1;
-  // The leftmost start wins. When both forms start at the same place, the longer IPv4 field holds a
-  // `-`, and the shorter one has too many separators to be an address, so both are rejected anyway.
+  // The leftmost start wins. From the same start the RegExp tries the plain form first: its second
+  // digit run is longer, and the engine backtracks greedy runs from the longest.
   if (dualStart >= 0 && (plainStart < 0 || dualStart < plainStart)) {
     return [join(dualStart, d1 - 1), join(d1, h - 1), join(h, lastDash), join(lastDigits, s.length)];
   }

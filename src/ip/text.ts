@@ -152,3 +152,26 @@ export function parsePrefixLength(s: string, max: number): number | undefined {
   const n = Number(s);
   return n <= max ? n : undefined;
 }
+
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+const SHORT_ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+
+/**
+ * `s` with control and line-separator characters escaped (`\n`, `\u0000`), so that an error
+ * message quoting it stays on one line.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { escapeControls } from "./text.ts";
+ * assert.equal(escapeControls("10.0.0.0/8\n"), "10.0.0.0/8\\n");
+ * ```
+ */
+export function escapeControls(s: string): string {
+  return s.replace(CONTROL, (c) => SHORT_ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+/** `s` as a JSON string literal that prints on one line, for naming a value in an error message. */
+export function quote(s: string): string {
+  return escapeControls(JSON.stringify(s));
+}

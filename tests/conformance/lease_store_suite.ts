@@ -302,6 +302,39 @@ export function leaseStoreSuite(fx: StoreFixture): void {
     ctl.abort();
   });
 
+  test("watches end promptly on abort, with 1000 leases in the store", async (h) => {
+    // Regression: with a large listing in flight, an aborted fetch left the own-lease watch's
+    // body read pending forever, and the daemon never exited after SIGTERM.
+    await h.put(`${PREFIX}/config`, `{"Network":"10.0.0.0/8"}`);
+    for (let b = 0; b < 1000; b += 100) {
+      await Promise.all(Array.from({ length: 100 }, (_, j) => {
+        const i = b + j;
+        return h.put(
+          `${PREFIX}/subnets/10.${1 + (i >> 8)}.${i & 255}.0-24`,
+          `{"PublicIP":"172.16.${i >> 8}.${i & 255}","PublicIPv6":null}`,
+        );
+      }));
+    }
+    const { m } = manager(h);
+    const own = await m.acquireLease(attrs("1.2.3.4"));
+    for (const delayMs of [0, 20, 100]) {
+      const ctl = new AbortController();
+      const watching = (async () => {
+        for await (const _ of m.watchLeases(own, ctl.signal)) { /* drain */ }
+      })();
+      const keeping = m.completeLease(own, ctl.signal);
+      await new Promise((r) => setTimeout(r, delayMs));
+      ctl.abort();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const outcome = await Promise.race([
+        Promise.all([watching, keeping]).then(([, k]) => k),
+        new Promise((r) => (timer = setTimeout(() => r("still running after 5 s"), 5000))),
+      ]);
+      clearTimeout(timer);
+      assert.equal(outcome, "cancelled", `abort after ${delayMs} ms`);
+    }
+  });
+
   test("concurrent acquirers never get the same subnet", async (h) => {
     // 5 free subnets, 8 nodes that all prefer the same first candidate: the races are certain.
     await h.put(

@@ -4,7 +4,7 @@
  * `--public-ip`s, so no network namespace is needed for this backend.
  */
 import assert from "node:assert/strict";
-import { type EtcdHandle, etcdAvailable, startEtcd } from "../harness/etcd.ts";
+import { etcdAvailable, type EtcdHandle, startEtcd } from "../harness/etcd.ts";
 import { Flanneld, flanneldMissing, pollUntil } from "../harness/daemon.ts";
 
 const skip = etcdAvailable() ?? flanneldMissing();
@@ -38,7 +38,13 @@ async function cluster(config = CONFIG) {
 }
 
 function e2e(name: string, fn: () => Promise<void>) {
-  Deno.test({ name: `e2e alloc/etcd: ${name}`, ignore: skip !== undefined, sanitizeOps: false, sanitizeResources: false, fn });
+  Deno.test({
+    name: `e2e alloc/etcd: ${name}`,
+    ignore: skip !== undefined,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn,
+  });
 }
 
 e2e("two daemons get distinct subnets and write exact subnet.env files", async () => {
@@ -49,7 +55,8 @@ e2e("two daemons get distinct subnets and write exact subnet.env files", async (
   await b.ready();
   const envA = await Deno.readTextFile(c.subnetFile(1));
   const envB = await Deno.readTextFile(c.subnetFile(2));
-  const re = /^FLANNEL_NETWORK=10\.5\.0\.0\/16\nFLANNEL_SUBNET=10\.5\.(\d+)\.1\/24\nFLANNEL_MTU=65536\nFLANNEL_IPMASQ=false\n$/;
+  const re =
+    /^FLANNEL_NETWORK=10\.5\.0\.0\/16\nFLANNEL_SUBNET=10\.5\.(\d+)\.1\/24\nFLANNEL_MTU=65536\nFLANNEL_IPMASQ=false\n$/;
   const ma = re.exec(envA), mb = re.exec(envB);
   assert.ok(ma, envA);
   assert.ok(mb, envB);
@@ -74,7 +81,9 @@ e2e("a daemon restarted with the same public IP gets its subnet back", async () 
   await Deno.remove(c.subnetFile(1)); // no help from the previous subnet.env: reuse is by public IP
   await using again = await Flanneld.start(c.args(1));
   await again.ready();
-  await again.waitFor(/Found lease \(ip: 10\.5\.\d+\.0\/24 ipv6: \) for current IP \(10\.10\.\d+\.1\), reusing/);
+  await again.waitFor(
+    /Found lease \(ip: 10\.5\.\d+\.0\/24 ipv6: \) for current IP \(10\.10\.\d+\.1\), reusing/,
+  );
   assert.equal((await Deno.readTextFile(c.subnetFile(1))).match(/FLANNEL_SUBNET=(.*)/)![1], subnet);
 });
 
@@ -93,7 +102,11 @@ e2e("a malformed net-conf makes the daemon wait, logging the error once per chan
   const c = await cluster(`{"Network":"10.5.0.0/16","SubnetLen":31}`);
   await using a = await Flanneld.start(c.args(1));
   await a.waitFor(/Couldn't fetch network config: .*SubnetLen/);
-  await pollUntil(async () => ((await a.metric("flannel_config_fetch_failures_total").catch(() => 0)) ?? 0) >= 3, 15_000, () => a.log());
+  await pollUntil(
+    async () => ((await a.metric("flannel_config_fetch_failures_total").catch(() => 0)) ?? 0) >= 3,
+    15_000,
+    () => a.log(),
+  );
   assert.equal(a.lines.filter((l) => l.includes("Couldn't fetch network config")).length, 1, a.log());
   await c.etcd.etcdctl(["put", `${c.prefix}/config`, `{"Network":"10.5.0.0/16","SubnetLen":33}`]);
   await a.waitFor(/Couldn't fetch network config: .*33/);
@@ -112,21 +125,35 @@ e2e("a missing net-conf names the key and the etcdctl command", async () => {
 e2e("a malformed peer lease is skipped with one warning", async () => {
   const c = await cluster();
   await c.etcd.etcdctl(["put", `${c.prefix}/subnets/10.5.200.0-24`, `{"PublicIP":"nonsense"}`]);
-  await c.etcd.etcdctl(["put", `${c.prefix}/subnets/10.5.201.0-24`, `{"PublicIP":"10.99.0.1","PublicIPv6":null}`]);
+  await c.etcd.etcdctl([
+    "put",
+    `${c.prefix}/subnets/10.5.201.0-24`,
+    `{"PublicIP":"10.99.0.1","PublicIPv6":null}`,
+  ]);
   await using a = await Flanneld.start(c.args(1));
   await a.ready();
   await pollUntil(async () => (await a.metric("flannel_peer_leases")) === 1, 10_000, () => a.log());
-  assert.equal(a.lines.filter((l) => l.includes("Ignoring bad subnet node") && l.includes("10.5.200.0-24")).length, 1, a.log());
+  assert.equal(
+    a.lines.filter((l) => l.includes("Ignoring bad subnet node") && l.includes("10.5.200.0-24")).length,
+    1,
+    a.log(),
+  );
 });
 
 e2e("unreachable etcd: the daemon keeps retrying with a clear message", async () => {
   const c = await cluster();
-  const args = c.args(1).map((a) => a.startsWith("--etcd-endpoints=") ? "--etcd-endpoints=http://127.0.0.1:1" : a);
+  const args = c.args(1).map((a) =>
+    a.startsWith("--etcd-endpoints=") ? "--etcd-endpoints=http://127.0.0.1:1" : a
+  );
   await using a = await Flanneld.start(args);
   const line = await a.waitFor(/Couldn't fetch network config/);
   assert.match(line, /127\.0\.0\.1:1/);
   assert.match(line, /--etcd-endpoints/);
-  await pollUntil(async () => ((await a.metric("flannel_config_fetch_failures_total").catch(() => 0)) ?? 0) >= 2, 15_000, () => a.log());
+  await pollUntil(
+    async () => ((await a.metric("flannel_config_fetch_failures_total").catch(() => 0)) ?? 0) >= 2,
+    15_000,
+    () => a.log(),
+  );
   assert.equal(a.exitCode, undefined, "still running");
   assert.equal(await a.stop(), 0);
 });
@@ -136,7 +163,11 @@ e2e("the data path stays up and leases follow while etcd restarts", async () => 
   await using a = await Flanneld.start(c.args(1));
   await a.ready();
   await c.etcd.restart();
-  await c.etcd.etcdctl(["put", `${c.prefix}/subnets/10.5.202.0-24`, `{"PublicIP":"10.99.0.2","PublicIPv6":null}`]);
+  await c.etcd.etcdctl([
+    "put",
+    `${c.prefix}/subnets/10.5.202.0-24`,
+    `{"PublicIP":"10.99.0.2","PublicIPv6":null}`,
+  ]);
   await pollUntil(async () => (await a.metric("flannel_peer_leases")) === 1, 20_000, () => a.log());
   assert.equal((await a.http("/readyz"))[0], 200);
 });
@@ -146,9 +177,15 @@ e2e("bad flags exit 2 with one line and the usage", async () => {
   assert.equal(await a.exited(), 2);
   assert.equal(a.lines[0], "flanneld: flag provided but not defined: -no-such-flag");
   assert.equal(a.lines[1], "Usage: flanneld [OPTION]...");
-  await using b = await Flanneld.start(["--subnet-lease-renew-margin=1440", "--etcd-endpoints=http://127.0.0.1:1"]);
+  await using b = await Flanneld.start([
+    "--subnet-lease-renew-margin=1440",
+    "--etcd-endpoints=http://127.0.0.1:1",
+  ]);
   assert.equal(await b.exited(), 1);
-  assert.ok(b.lines.some((l) => l.includes("Invalid subnet-lease-renew-margin option, out of acceptable range")), b.log());
+  assert.ok(
+    b.lines.some((l) => l.includes("Invalid subnet-lease-renew-margin option, out of acceptable range")),
+    b.log(),
+  );
 });
 
 e2e("--version prints to stderr and exits 0", async () => {

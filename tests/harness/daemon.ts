@@ -51,7 +51,9 @@ export class Flanneld {
   /** Starts flanneld with `args` (a free --healthz-port is added unless given). */
   static async start(args: string[], env: Record<string, string> = {}): Promise<Flanneld> {
     const port = await freePort();
-    const all = args.some((a) => a.includes("healthz-port")) ? args : [...args, `--healthz-port=${port}`, "--healthz-ip=127.0.0.1"];
+    const all = args.some((a) => a.includes("healthz-port"))
+      ? args
+      : [...args, `--healthz-port=${port}`, "--healthz-ip=127.0.0.1"];
     const path = `${ROOT}tools/deno/node_modules/.bin:${Deno.env.get("PATH") ?? ""}`;
     const child = new Deno.Command(FLANNELD, {
       args: all,
@@ -63,6 +65,11 @@ export class Flanneld {
     return new Flanneld(child, port);
   }
 
+  /** The process id. */
+  get pid(): number {
+    return this.#child.pid;
+  }
+
   /** The exit code once it has exited. */
   get exitCode(): number | undefined {
     return this.#exit;
@@ -70,15 +77,24 @@ export class Flanneld {
 
   /** Resolves with the exit code. */
   exited(timeoutMs = 20_000): Promise<number> {
-    return withDeadline(this.#done, timeoutMs, () => `flanneld did not exit within ${timeoutMs} ms\n${this.log()}`);
+    return withDeadline(
+      this.#done,
+      timeoutMs,
+      () => `flanneld did not exit within ${timeoutMs} ms\n${this.log()}`,
+    );
   }
 
   /** Waits until a log line matches. */
   async waitFor(re: RegExp, timeoutMs = 20_000): Promise<string> {
     let found: string | undefined;
-    await pollUntil(() => (found = this.lines.find((l) => re.test(l))) !== undefined || this.#exit !== undefined, timeoutMs, () =>
-      `no log line matching ${re} within ${timeoutMs} ms\n${this.log()}`);
-    if (found === undefined) throw new Error(`flanneld exited (${this.#exit}) before logging ${re}\n${this.log()}`);
+    await pollUntil(
+      () => (found = this.lines.find((l) => re.test(l))) !== undefined || this.#exit !== undefined,
+      timeoutMs,
+      () => `no log line matching ${re} within ${timeoutMs} ms\n${this.log()}`,
+    );
+    if (found === undefined) {
+      throw new Error(`flanneld exited (${this.#exit}) before logging ${re}\n${this.log()}`);
+    }
     return found;
   }
 
@@ -90,14 +106,18 @@ export class Flanneld {
 
   /** Waits until /readyz answers 200. */
   async ready(timeoutMs = 20_000): Promise<void> {
-    await pollUntil(async () => {
-      if (this.#exit !== undefined) throw new Error(`flanneld exited with ${this.#exit}\n${this.log()}`);
-      try {
-        return (await this.http("/readyz"))[0] === 200;
-      } catch {
-        return false;
-      }
-    }, timeoutMs, () => `flanneld not ready within ${timeoutMs} ms\n${this.log()}`);
+    await pollUntil(
+      async () => {
+        if (this.#exit !== undefined) throw new Error(`flanneld exited with ${this.#exit}\n${this.log()}`);
+        try {
+          return (await this.http("/readyz"))[0] === 200;
+        } catch {
+          return false;
+        }
+      },
+      timeoutMs,
+      () => `flanneld not ready within ${timeoutMs} ms\n${this.log()}`,
+    );
   }
 
   /** The value of a metric from /metrics. */

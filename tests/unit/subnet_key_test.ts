@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { IP4, IP4Net, IP6, IP6Net, makeSubnetKey, parseSubnetKey } from "../../src/ip/mod.ts";
+import { matchSubnetKey } from "../../src/ip/subnet_key.ts";
 
 // Upstream pkg/subnet subnet_test: TestSubnetNodev4, TestSubnetNodev6, TestSubnetNodeInvalid.
 
@@ -55,6 +56,9 @@ Deno.test("subnet key quirks kept from upstream's pattern", () => {
   assert.equal(parseSubnetKey("10.12.13.0-24&::ffff:1.2.3.4-120"), undefined);
   // Two of the pattern's dots match any character, but the address must still parse.
   assert.equal(parseSubnetKey("10.12x13y0-24"), undefined);
+  // When both forms match from the same start, the pattern takes the one without the IPv6 part.
+  assert.deepEqual(matchSubnetKey("1.23456-7&8-9"), ["1.23456-7&8", "9"]);
+  assert.equal(parseSubnetKey("1.23456-7&8-9"), undefined);
   // Leading zeros in the address and a trailing newline are rejected.
   assert.equal(parseSubnetKey("010.12.13.0-24"), undefined);
   assert.equal(parseSubnetKey("10.12.13.0-24\n"), undefined);
@@ -112,12 +116,23 @@ const keyText = fc.oneof(
     { maxLength: 12 },
   ).map((parts) => parts.join("")),
   fc.string({ unit: "binary", maxLength: 30 }),
+  // Short digit runs between single separators: where the pattern's alternatives compete.
+  fc.array(fc.tuple(fc.stringMatching(/^\d{0,3}$/), fc.constantFrom(".", "-", "&", ":", "a", "x", "\n")), {
+    maxLength: 8,
+  }).chain((parts) =>
+    fc.stringMatching(/^\d{1,2}$/).map((last) => parts.map(([d, sep]) => d + sep).join("") + last)
+  ),
 );
 
 Deno.test("property: parseSubnetKey agrees with upstream's pattern", () => {
   fc.assert(
     fc.property(keyText, (key) => {
       assert.equal(describeKey(key), oracle(key), JSON.stringify(key));
+      const m = UPSTREAM_PATTERN.exec(key);
+      assert.deepEqual(
+        matchSubnetKey(key),
+        m === null ? undefined : m.slice(1).filter((g) => g !== undefined),
+      );
     }),
     { numRuns: 20000 },
   );

@@ -325,6 +325,8 @@ export class EtcdClient {
           });
         }
         if (chunk.done) {
+          if (signal.aborted) return;
+          this.#throwIfClosed();
           throw new EtcdUnavailableError(`The ${what} at ${stream.endpoint} ended`, [stream.endpoint]);
         }
         stream.pending.push(...stream.lines.push(chunk.value));
@@ -340,6 +342,9 @@ export class EtcdClient {
     return this.#request("/v3/watch", body, token, what, signal, true, async (res, endpoint, attempt) => {
       if (!res.ok || res.body === null) await throwForStatus(res, `Cannot open ${what}`);
       const reader = res.body!.getReader();
+      // Aborting the fetch does not always settle a read already waiting on the body (seen with
+      // Deno 2.9 while another stream was busy): cancel the reader too, which always does.
+      attempt.signal.addEventListener("abort", () => void reader.cancel().catch(() => {}), { once: true });
       const lines = new JsonLines();
       try {
         for (;;) {
@@ -442,17 +447,26 @@ export class EtcdClient {
         timedOut = true;
         attempt.abort();
       }, this.#timeoutMs);
-      const signals = [attempt.signal, this.#closed.signal];
-      if (signal) signals.push(signal);
+      // The caller's signal and close() abort the attempt through listeners that go away with
+      // the attempt, so a long-lived caller signal does not collect one per request.
+      const link = () => attempt.abort();
+      const sources = signal ? [this.#closed.signal, signal] : [this.#closed.signal];
+      for (const src of sources) src.addEventListener("abort", link, { once: true });
+      attempt.signal.addEventListener("abort", () => {
+        for (const src of sources) src.removeEventListener("abort", link);
+      }, { once: true });
+      if (sources.some((src) => src.aborted)) attempt.abort();
+      let handedOver = false;
       try {
         const init = {
           method: "POST",
           headers,
           body: JSON.stringify(body),
-          signal: AbortSignal.any(signals),
+          signal: attempt.signal,
         };
         const res = await this.#fetch(endpoint + path, init);
         const out = await consume(res, endpoint, attempt);
+        handedOver = stream;
         if (idx !== this.#current) {
           this.#log.warn(`Using etcd endpoint ${endpoint} after ${tried.join(", ")} failed`);
           this.#current = idx;
@@ -469,6 +483,8 @@ export class EtcdClient {
         this.#log.v(2, `${what}: etcd endpoint ${endpoint} failed: ${reason}`);
       } finally {
         clearTimeout(timer);
+        // A unary call is done with its attempt; a watch stream aborts it when it ends.
+        if (!handedOver) attempt.abort();
       }
     }
     throw new EtcdUnavailableError(
