@@ -223,6 +223,7 @@ export async function runDaemon(deps: DaemonDeps, outer: AbortSignal): Promise<n
     return outcome === "lost" ? EXIT_FAILURE : EXIT_OK;
   } finally {
     health.ready = false;
+    metrics.set("flannel_ready", "1 when the subnet file is written and the backend is running", 0);
     outer.removeEventListener("abort", onOuterAbort);
     ctl.abort(new Error("daemon stopping"));
     await network?.close().catch((e) => log.warn(`Closing the backend: ${(e as Error).message}`));

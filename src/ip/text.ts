@@ -153,6 +153,7 @@ export function parsePrefixLength(s: string, max: number): number | undefined {
   return n <= max ? n : undefined;
 }
 
+// deno-lint-ignore no-control-regex -- matching control characters is the point: they get escaped
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
 const SHORT_ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
 

@@ -36,16 +36,13 @@ export function createFetch(opts: FetchTlsOptions): ClosableFetch {
   const caFile = opts.caFile || undefined;
   if (!clientCert && caFile === undefined) return withClose((input, init) => fetch(input, init), () => {});
 
-  const caCerts = caFile === undefined ? undefined : [readPem(caFile, "--etcd-cafile")];
+  const caCerts = caFile === undefined ? [] : [readPem(caFile, "--etcd-cafile")];
+  const certKey = clientCert
+    ? { cert: readPem(opts.certFile!, "--etcd-certfile"), key: readPem(opts.keyFile!, "--etcd-keyfile") }
+    : {};
   let client: Deno.HttpClient;
   try {
-    client = clientCert
-      ? Deno.createHttpClient({
-        cert: readPem(opts.certFile!, "--etcd-certfile"),
-        key: readPem(opts.keyFile!, "--etcd-keyfile"),
-        ...(caCerts ? { caCerts } : {}),
-      })
-      : Deno.createHttpClient({ ...(caCerts ? { caCerts } : {}) });
+    client = Deno.createHttpClient({ caCerts, ...certKey });
   } catch (err) {
     const files = [opts.certFile, opts.keyFile, caFile].filter((f) => f).join(", ");
     throw new TypeError(`Cannot set up TLS for etcd from ${files}: ${oneLine(err)}`, { cause: err });

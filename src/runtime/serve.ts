@@ -10,9 +10,8 @@ export const denoServeHealth: HealthServe = (opts, handler) => {
   return new Promise((resolve, reject) => {
     try {
       // onListen runs inside Deno.serve, before `server` is assigned: hand over a getter.
-      let server: Deno.HttpServer | undefined;
       let listening = false;
-      server = Deno.serve({
+      const server = Deno.serve({
         hostname: opts.hostname,
         port: opts.port,
         signal: opts.signal,

@@ -18,6 +18,7 @@ export const ETCD_BIN = "/usr/bin/etcd";
 /** The etcdctl binary {@linkcode EtcdHandle.etcdctl} runs. */
 export const ETCDCTL_BIN = "/usr/bin/etcdctl";
 const OPENSSL_BIN = "/usr/bin/openssl";
+const SETPRIV_BIN = "/usr/bin/setpriv";
 
 /** How long etcd may take to become healthy before {@linkcode startEtcd} gives up. */
 const READY_DEADLINE_MS = 20_000;
@@ -147,8 +148,14 @@ class Etcd implements EtcdHandle {
 
   async start(): Promise<void> {
     const t0 = performance.now();
-    const child = new Deno.Command(ETCD_BIN, {
-      args: this.#args,
+    // With setpriv, etcd dies with the test process even when that is killed, instead of
+    // lingering on its ports. The signal fires when the spawning thread exits: Deno spawns from
+    // the JS thread, which lives as long as the process.
+    const [cmd, args] = hasSetpriv()
+      ? [SETPRIV_BIN, ["--pdeathsig", "SIGKILL", ETCD_BIN, ...this.#args]]
+      : [ETCD_BIN, this.#args];
+    const child = new Deno.Command(cmd, {
+      args,
       stdin: "null",
       stdout: "null",
       stderr: "null",
@@ -268,6 +275,14 @@ class Etcd implements EtcdHandle {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop();
     await Deno.remove(this.#root, { recursive: true }).catch(() => {});
+  }
+}
+
+function hasSetpriv(): boolean {
+  try {
+    return Deno.statSync(SETPRIV_BIN).isFile;
+  } catch {
+    return false;
   }
 }
 

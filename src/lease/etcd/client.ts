@@ -18,13 +18,7 @@
  */
 
 import type { Logger } from "../../log/logger.ts";
-import {
-  EtcdCompactedError,
-  EtcdError,
-  EtcdUnavailableError,
-  GrpcCode,
-  grpcCodeOfStatusText,
-} from "./errors.ts";
+import { EtcdError, EtcdUnavailableError, GrpcCode } from "./errors.ts";
 import {
   b64,
   decodeKeyValue,
@@ -32,11 +26,13 @@ import {
   int64,
   JsonLines,
   type KeyValue,
-  parseWireError,
   prefixRangeEnd,
+  throwForBody,
+  throwForStatus,
   type WireHeader,
   type WireKeyValue,
 } from "./wire.ts";
+import { decodeWatchMessage, type WatchBatch, watchCreateRequest, type WatchOptions } from "./watch.ts";
 import {
   type Compare,
   decodeOpResponse,
@@ -51,6 +47,7 @@ import {
 
 export { EtcdCompactedError, EtcdError, EtcdUnavailableError, GrpcCode } from "./errors.ts";
 export type { KeyValue } from "./wire.ts";
+export type { WatchBatch, WatchEvent, WatchOptions } from "./watch.ts";
 export type { Compare, CompareResult, RangeOptions, TxnOp, TxnOpResponse, TxnResult } from "./txn.ts";
 
 /** Options of an {@linkcode EtcdClient}. */
@@ -74,44 +71,10 @@ export interface RangeResult {
   revision: bigint;
 }
 
-/** Options of {@linkcode EtcdClient.watch}. */
-export interface WatchOptions {
-  /** Watch every key that starts with `key`. */
-  prefix?: boolean | undefined;
-  /** First revision to report; 0n means "from now on". */
-  startRevision: bigint;
-  /** Ask etcd for periodic empty batches that carry the current revision. */
-  progressNotify?: boolean | undefined;
-}
-
-/** One change seen by a watch. A delete's `kv` has only `key` and `modRevision` set. */
-export interface WatchEvent {
-  type: "put" | "delete";
-  kv: KeyValue;
-}
-
-/**
- * One watch response. `revision` is the store revision when etcd sent it: resume a broken watch
- * from `revision + 1n`. `events` is empty for a progress notification.
- */
-export interface WatchBatch {
-  revision: bigint;
-  events: WatchEvent[];
-}
-
 interface WireRangeResponse {
   header?: WireHeader;
   kvs?: WireKeyValue[];
   count?: string;
-}
-
-interface WireWatchResult {
-  header?: WireHeader;
-  created?: boolean;
-  canceled?: boolean;
-  compact_revision?: string;
-  cancel_reason?: string;
-  events?: { type?: "PUT" | "DELETE"; kv?: WireKeyValue }[];
 }
 
 /** An open watch stream after etcd confirmed the watch. */
@@ -294,10 +257,7 @@ export class EtcdClient {
 
   async *#watch(key: string, opts: WatchOptions, signal: AbortSignal): AsyncGenerator<WatchBatch> {
     const what = `etcd watch on ${JSON.stringify(key)}`;
-    const create: Record<string, unknown> = { key: b64(key) };
-    if (opts.prefix) create.range_end = prefixRangeEnd(key);
-    if (opts.startRevision > 0n) create.start_revision = String(opts.startRevision);
-    if (opts.progressNotify) create.progress_notify = true;
+    const create = watchCreateRequest(key, opts);
     let stream: WatchStream;
     try {
       stream = await this.#withAuth(
@@ -497,54 +457,6 @@ export class EtcdClient {
   #throwIfClosed(): void {
     if (this.#closed.signal.aborted) throw this.#closed.signal.reason;
   }
-}
-
-/** Decodes one watch stream message: a batch, or undefined for the "created" confirmation. */
-function decodeWatchMessage(msg: unknown, what: string, endpoint: string): WatchBatch | undefined {
-  const m = msg as { result?: WireWatchResult; error?: unknown };
-  if (m.error !== undefined) {
-    const { code, message } = parseWireError(m);
-    const text = `The ${what} at ${endpoint} failed: ${message ?? "unknown error"}`;
-    if (code === GrpcCode.Unavailable) throw new EtcdUnavailableError(text, [endpoint]);
-    throw new EtcdError(text, { code });
-  }
-  const r = m.result ?? {};
-  const compactRevision = int64(r.compact_revision);
-  if (compactRevision > 0n) {
-    throw new EtcdCompactedError(
-      `The ${what} asked for a compacted revision; etcd has revisions from ${compactRevision} on`,
-      compactRevision,
-    );
-  }
-  if (r.canceled) {
-    const reason = r.cancel_reason ?? "";
-    throw new EtcdError(`The ${what} was canceled by etcd: ${reason || "no reason given"}`, {
-      code: grpcCodeOfStatusText(reason),
-    });
-  }
-  const events = (r.events ?? []).map((e): WatchEvent => ({
-    type: e.type === "DELETE" ? "delete" : "put",
-    kv: decodeKeyValue(e.kv ?? {}),
-  }));
-  if (r.created && events.length === 0) return undefined;
-  return { revision: headerRevision(r), events };
-}
-
-async function throwForStatus(res: Response, what: string): Promise<never> {
-  throwForBody(res.status, await res.text(), what);
-}
-
-function throwForBody(status: number, text: string, what: string): never {
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    body = undefined;
-  }
-  const { code, message } = parseWireError(body);
-  const detail = message ??
-    `HTTP ${status}${text.trim() ? ` ${JSON.stringify(text.trim().slice(0, 80))}` : ""}`;
-  throw new EtcdError(`${what}: ${detail}`, { code });
 }
 
 /** A short one-line reason for a transport failure (for the message; the error is the cause). */

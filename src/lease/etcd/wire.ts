@@ -34,6 +34,8 @@ export interface WireHeader {
   revision?: string;
 }
 
+import { EtcdError } from "./errors.ts";
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -140,4 +142,23 @@ export class JsonLines {
     }
     return out;
   }
+}
+
+/** Throws the {@linkcode EtcdError} of a failed gateway response. */
+export async function throwForStatus(res: Response, what: string): Promise<never> {
+  throwForBody(res.status, await res.text(), what);
+}
+
+/** Throws the {@linkcode EtcdError} of a failed gateway response body. */
+export function throwForBody(status: number, text: string, what: string): never {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = undefined;
+  }
+  const { code, message } = parseWireError(body);
+  const detail = message ??
+    `HTTP ${status}${text.trim() ? ` ${JSON.stringify(text.trim().slice(0, 80))}` : ""}`;
+  throw new EtcdError(`${what}: ${detail}`, { code });
 }
