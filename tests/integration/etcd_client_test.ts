@@ -220,9 +220,9 @@ t("watch throws EtcdUnavailableError when etcd dies, and works after restart", a
   const ac = new AbortController();
   const it = c.watch("/r", { startRevision: revision }, ac.signal)[Symbol.asyncIterator]();
   await takeEvents(it, 1);
-  const pending = it.next();
+  const broke = assert.rejects(it.next(), EtcdUnavailableError);
   await etcd.kill();
-  await assert.rejects(pending, EtcdUnavailableError);
+  await broke;
   await assert.rejects(
     c.watch("/r", { startRevision: revision + 1n }, ac.signal)[Symbol.asyncIterator]().next(),
     EtcdUnavailableError,
@@ -342,3 +342,72 @@ t("fails over to the next endpoint and remembers it", async () => {
   c.close();
   await assert.rejects(c.range("/f"), (e) => e instanceof EtcdError && /closed/.test(e.message));
 });
+
+t("progress notifications arrive as empty batches with the current revision", async () => {
+  await using etcd = await startEtcd({ args: ["--experimental-watch-progress-notify-interval=100ms"] });
+  const c = client(etcd);
+  const { revision } = await c.put("/other", "1");
+  const ac = new AbortController();
+  for await (const batch of c.watch("/quiet", { startRevision: 0n, progressNotify: true }, ac.signal)) {
+    assert.deepEqual(batch, { revision, events: [] });
+    ac.abort();
+  }
+  c.close();
+});
+
+/** A fake gateway whose range body never finishes, whose put never answers, and whose watch is confirmed but idle. */
+function stallingServer(): { endpoint: string; [Symbol.asyncDispose](): Promise<void> } {
+  const ac = new AbortController();
+  const enc = new TextEncoder();
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, signal: ac.signal, onListen() {} },
+    (req, info) => {
+      const path = new URL(req.url).pathname;
+      const stall = (first: string) =>
+        new Response(new ReadableStream({ start: (c) => c.enqueue(enc.encode(first)) }));
+      if (path === "/v3/kv/range") return stall("{");
+      if (path === "/v3/watch") return stall('{"result":{"header":{"revision":"5"},"created":true}}\n');
+      return info.completed.then(() => new Response("{}"));
+    },
+  );
+  return {
+    endpoint: `http://127.0.0.1:${server.addr.port}`,
+    async [Symbol.asyncDispose]() {
+      ac.abort();
+      await server.finished;
+    },
+  };
+}
+
+t("a stalled endpoint times out, and the next endpoint is tried", async () => {
+  await using stalled = stallingServer();
+  const c = new EtcdClient({ endpoints: [stalled.endpoint], log: new MemoryLogger(), requestTimeoutMs: 200 });
+  for (const call of [() => c.range("/a"), () => c.put("/a", "b")]) {
+    const t0 = performance.now();
+    await assert.rejects(call(), (e) => {
+      assert.ok(e instanceof EtcdUnavailableError, String(e));
+      assert.match(e.message, /\(timed out after 200 ms\); check --etcd-endpoints$/);
+      return true;
+    });
+    assert.ok(performance.now() - t0 < 1_500, "timeout not applied");
+  }
+  // An idle but confirmed watch stays open until aborted, and then closes at once.
+  const ac = new AbortController();
+  const next = c.watch("/a", { startRevision: 0n }, ac.signal)[Symbol.asyncIterator]().next();
+  await new Promise((r) => setTimeout(r, 300));
+  ac.abort();
+  assert.equal((await next).done, true);
+  c.close();
+
+  if (skip) return;
+  await using etcd = await startEtcd();
+  const log = new MemoryLogger();
+  const both = new EtcdClient({ endpoints: [stalled.endpoint, etcd.endpoint], log, requestTimeoutMs: 200 });
+  await both.put("/a", "1");
+  assert.equal((await both.range("/a")).kvs[0]?.value, "1");
+  assert.match(
+    log.messages("warn").join("\n"),
+    /after http:\/\/127.0.0.1:\d+ \(timed out after 200 ms\) failed/,
+  );
+  both.close();
+}, false);
