@@ -4,7 +4,7 @@
  * `--public-ip`s, so no network namespace is needed for this backend.
  */
 import assert from "node:assert/strict";
-import { etcdAvailable, type EtcdHandle, startEtcd } from "../harness/etcd.ts";
+import { etcdAvailable, type EtcdHandle, freePort, startEtcd } from "../harness/etcd.ts";
 import { Flanneld, flanneldMissing, pollUntil } from "../harness/daemon.ts";
 
 const skip = etcdAvailable() ?? flanneldMissing();
