@@ -81,7 +81,14 @@ export interface Addr {
 }
 
 /** Route type (RTN_*). */
-export type RouteType = "unicast" | "blackhole" | "unreachable" | "prohibit" | "local" | "broadcast" | "multicast";
+export type RouteType =
+  | "unicast"
+  | "blackhole"
+  | "unreachable"
+  | "prohibit"
+  | "local"
+  | "broadcast"
+  | "multicast";
 
 /** A route. Identity (for replace/delete) is (table, dst, metric, type). */
 export interface Route {
