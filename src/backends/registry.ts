@@ -5,6 +5,8 @@
  */
 import type { BackendFactory } from "./types.ts";
 import { allocBackend } from "./alloc/mod.ts";
+import { hostGwBackend } from "./host_gw/mod.ts";
+import { vxlanBackend } from "./vxlan/mod.ts";
 
 /** Net-conf names a backend type that no factory provides. */
 export class UnknownBackendError extends Error {
@@ -41,7 +43,7 @@ export class BackendRegistry {
 }
 
 /** Every backend this build ships. */
-export const defaultBackends: readonly BackendFactory[] = [allocBackend];
+export const defaultBackends: readonly BackendFactory[] = [allocBackend, hostGwBackend, vxlanBackend];
 
 /** A registry with every backend this build ships. */
 export function defaultRegistry(): BackendRegistry {

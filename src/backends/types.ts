@@ -10,6 +10,8 @@ import type { SubnetManager } from "../lease/manager.ts";
 import type { Lease, LeaseBatch } from "../lease/types.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Clock } from "../util/clock.ts";
+import type { KernelOps } from "../netlink/ops.ts";
+import type { ReconcileResult } from "./reconcile.ts";
 
 /** Everything a backend may use; nothing is reached through globals. */
 export interface BackendContext {
@@ -19,6 +21,18 @@ export interface BackendContext {
   log: Logger;
   clock: Clock;
   signal: AbortSignal;
+  /** Kernel access; backends that program the kernel fail registration without it. */
+  kernel?: KernelOps;
+  /** Called after every reconcile pass (metrics, readiness, tests). */
+  onReconcile?: (r: ReconcileResult) => void;
+}
+
+/** The kernel, or the error a backend that needs it reports. */
+export function requireKernel(ctx: BackendContext, backend: string): KernelOps {
+  if (!ctx.kernel) {
+    throw new Error(`the ${backend} backend needs kernel access (netlink), which this build lacks`);
+  }
+  return ctx.kernel;
 }
 
 /** The node's registered network. */

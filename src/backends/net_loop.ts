@@ -1,0 +1,95 @@
+/**
+ * The loop every kernel-programming backend runs: a reconcile pass after each lease batch, after
+ * kernel changes that touch our state (a deleted device or route heals within the pass that
+ * follows), and on a slow timer as a safety net. Triggers arriving during a pass are coalesced
+ * into one more pass. The loop never dies on a failed pass: it logs and waits for the next
+ * trigger.
+ *
+ * @module
+ */
+import type { Logger } from "../log/logger.ts";
+import type { KernelEvent, KernelOps } from "../netlink/ops.ts";
+import type { Lease, LeaseBatch } from "../lease/types.ts";
+import type { Clock } from "../util/clock.ts";
+
+/** Upstream re-checks host-gw routes every 10 s; we do that for every backend. */
+export const DEFAULT_RESYNC_MS = 10_000;
+
+export interface NetLoopOptions {
+  kernel: KernelOps;
+  log: Logger;
+  clock: Clock;
+  /** One full pass: make the kernel match the peers' leases. */
+  pass(leases: ReadonlyMap<string, Lease>): Promise<void>;
+  /** Does this kernel change touch our state? */
+  interesting(e: KernelEvent): boolean;
+  resyncMs?: number;
+}
+
+/** Runs until the batches end or the signal aborts. */
+export async function runNetLoop(
+  opts: NetLoopOptions,
+  batches: AsyncIterable<LeaseBatch>,
+  signal: AbortSignal,
+): Promise<void> {
+  let leases: ReadonlyMap<string, Lease> | undefined;
+  let dirty = false;
+  let wake: () => void = () => {};
+  const kick = () => {
+    dirty = true;
+    wake();
+  };
+  const stop = new AbortController();
+  const onAbort = () => stop.abort(signal.reason);
+  signal.addEventListener("abort", onAbort, { once: true });
+
+  const feeders = [
+    (async () => {
+      for await (const b of batches) {
+        leases = b.leases;
+        kick();
+      }
+    })(),
+    (async () => {
+      for await (const e of opts.kernel.events(stop.signal)) {
+        if (e.kind === "overrun" || opts.interesting(e)) kick();
+      }
+    })(),
+    (async () => {
+      for (;;) {
+        await opts.clock.sleep(opts.resyncMs ?? DEFAULT_RESYNC_MS, stop.signal);
+        kick();
+      }
+    })(),
+  ].map((p) =>
+    p.catch((e) => {
+      if (!stop.signal.aborted) opts.log.error(`Backend loop input failed: ${(e as Error).message}`);
+    })
+  );
+  const batchesDone = feeders[0]!.then(() => stop.abort());
+  stop.signal.addEventListener("abort", () => wake(), { once: true });
+
+  try {
+    while (!stop.signal.aborted) {
+      if (!dirty) {
+        await new Promise<void>((r) => (wake = r));
+        continue;
+      }
+      dirty = false;
+      if (!leases) continue; // nothing to program before the first lease batch
+      try {
+        await opts.pass(leases);
+      } catch (e) {
+        opts.log.error(
+          `Reconcile pass failed, retrying on the next change or in ${
+            (opts.resyncMs ?? DEFAULT_RESYNC_MS) / 1000
+          }s: ${(e as Error).message}`,
+        );
+      }
+    }
+  } finally {
+    stop.abort();
+    signal.removeEventListener("abort", onAbort);
+    await Promise.allSettled([...feeders, batchesDone]);
+  }
+}

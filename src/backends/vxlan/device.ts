@@ -1,0 +1,107 @@
+/**
+ * The VXLAN device and its address: created when missing, reused when compatible, recreated
+ * when not (keeping the MAC, so peers' FDB entries stay valid).
+ *
+ * @module
+ */
+import type { IP4Net, IP6Net } from "../../ip/mod.ts";
+import { IP4Net as IP4NetClass } from "../../ip/mod.ts";
+import type { Logger } from "../../log/logger.ts";
+import type { IP, KernelOps, Link } from "../../netlink/ops.ts";
+
+/** What the device must be. */
+export interface VxlanDeviceSpec {
+  name: string;
+  vni: number;
+  local?: IP;
+  /** Underlay device index. */
+  link: number;
+  port: number;
+  learning: boolean;
+  gbp: boolean;
+  mtu: number;
+  /** The MAC to create it with (kept if the device exists). */
+  mac: string;
+}
+
+function incompatibility(have: Link, want: VxlanDeviceSpec): string | undefined {
+  if (have.kind !== "vxlan" || !have.vxlan) return `type ${have.kind ?? "unknown"}, want vxlan`;
+  const v = have.vxlan;
+  if (v.vni !== want.vni) return `VNI ${v.vni}, want ${want.vni}`;
+  if (v.link !== undefined && v.link !== want.link) {
+    return `underlay device index ${v.link}, want ${want.link}`;
+  }
+  if (v.local !== undefined && want.local !== undefined && String(v.local) !== String(want.local)) {
+    return `local ${v.local}, want ${want.local}`;
+  }
+  if (v.port && want.port && v.port !== want.port) return `port ${v.port}, want ${want.port}`;
+  if (Boolean(v.gbp) !== want.gbp) return `GBP ${Boolean(v.gbp)}, want ${want.gbp}`;
+  if (v.group !== undefined) return `group ${v.group}, want none`;
+  return undefined;
+}
+
+/** Makes the device exist as specified, up, with the MTU; returns its MAC. */
+export async function ensureVxlanDevice(
+  kernel: KernelOps,
+  spec: VxlanDeviceSpec,
+  log: Logger,
+): Promise<string> {
+  let have = await kernel.linkGet(spec.name);
+  if (have) {
+    const why = incompatibility(have, spec);
+    if (why) {
+      log.warn(`${spec.name} already exists with incompatible configuration: ${why}; recreating device`);
+      await kernel.linkDel(spec.name);
+      have = undefined;
+    }
+  }
+  if (!have) {
+    await kernel.linkAdd({
+      name: spec.name,
+      kind: "vxlan",
+      mtu: spec.mtu,
+      address: spec.mac,
+      vxlan: {
+        vni: spec.vni,
+        link: spec.link,
+        learning: spec.learning,
+        gbp: spec.gbp,
+        ...(spec.local ? { local: spec.local } : {}),
+        ...(spec.port ? { port: spec.port } : {}),
+      },
+    });
+    have = await kernel.linkGet(spec.name);
+    if (!have) throw new Error(`${spec.name} vanished right after it was created`);
+  } else if (have.mtu !== spec.mtu) {
+    log.info(`Setting ${spec.name} MTU from ${have.mtu} to ${spec.mtu}`);
+    await kernel.linkSet(spec.name, { mtu: spec.mtu });
+  }
+  if (!have.up) await kernel.linkSet(spec.name, { up: true });
+  return have.address ?? spec.mac;
+}
+
+/**
+ * Puts exactly `addr` (our subnet's network address, /32 or /128) on the device: other
+ * addresses of that family inside `network` are removed (IPv6: every non-link-local one).
+ */
+export async function ensureDeviceAddress(
+  kernel: KernelOps,
+  dev: string,
+  addr: IP4Net | IP6Net,
+  network: IP4Net | IP6Net | undefined,
+): Promise<void> {
+  const v4 = addr instanceof IP4NetClass;
+  let present = false;
+  for (const a of await kernel.addrList(dev)) {
+    if ((a.addr instanceof IP4NetClass) !== v4) continue;
+    if (a.addr.toString() === addr.toString()) {
+      present = true;
+      continue;
+    }
+    const stale = v4
+      ? network === undefined || (network as IP4Net).contains(a.addr.ip as never)
+      : !a.addr.ip.toString().startsWith("fe80:");
+    if (stale) await kernel.addrDel(a);
+  }
+  if (!present) await kernel.addrAdd({ dev, addr });
+}
