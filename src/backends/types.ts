@@ -40,6 +40,11 @@ export interface Network {
   readonly lease: Lease;
   /** The MTU written to subnet.env. */
   readonly mtu: number;
+  /**
+   * True for backends that program the kernel through reconcile passes: the daemon is ready only
+   * after the first pass (the data path matches the leases), not merely when subnet.env exists.
+   */
+  readonly reconciles?: boolean;
   /** Consumes lease batches until they end or the signal aborts. */
   run(batches: AsyncIterable<LeaseBatch>, signal: AbortSignal): Promise<void>;
   /** Removes what must not outlive the daemon (most backends leave the data path up). */

@@ -15,6 +15,7 @@ import type { NetworkConfig } from "../config/network_config.ts";
 import { type NetInfo, selectExternalInterface } from "../iface/mod.ts";
 import type { SubnetManager } from "../lease/manager.ts";
 import type { LeaseBatch } from "../lease/types.ts";
+import type { KernelOps } from "../netlink/ops.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Files } from "../runtime/fs.ts";
 import type { Clock } from "../util/clock.ts";
@@ -40,11 +41,15 @@ export interface DaemonDeps {
   createManager(previous: PreviousSubnets): Promise<SubnetManager & { close?(): Promise<void> }>;
   serveHealth?: HealthServe;
   metrics?: Metrics;
+  /** Kernel access for the backends that program it. */
+  kernel?: KernelOps;
 }
 
 /** Exit codes, as upstream: 0 for a signal or a revoked lease, 1 for start-up failures. */
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
+
+const READY_HELP = "1 when subnet.env is written and the data path matches the leases";
 
 /** Config fetch retry period (upstream: 1 s). */
 export const CONFIG_RETRY_MS = 1000;
@@ -60,7 +65,7 @@ export async function runDaemon(deps: DaemonDeps, outer: AbortSignal): Promise<n
   const signal = ctl.signal;
   const metrics = deps.metrics ?? new Metrics();
   const health: HealthState = { ready: false };
-  metrics.set("flannel_ready", "1 when the subnet file is written and the backend is running", 0);
+  metrics.set("flannel_ready", READY_HELP, 0);
 
   // 6. The subnet manager, after reading what our previous run left in subnet.env.
   let previousText: string | undefined;
@@ -160,6 +165,12 @@ export async function runDaemon(deps: DaemonDeps, outer: AbortSignal): Promise<n
       log.error(`Error fetching backend: ${(e as Error).message}`);
       return EXIT_FAILURE;
     }
+    let reconciled = false;
+    let fileWritten = false;
+    const updateReady = () => {
+      health.ready = fileWritten && (reconciled || !network?.reconciles);
+      metrics.set("flannel_ready", READY_HELP, health.ready ? 1 : 0);
+    };
     try {
       network = await factory.register({
         ext,
@@ -168,6 +179,25 @@ export async function runDaemon(deps: DaemonDeps, outer: AbortSignal): Promise<n
         log: log.child(`${factory.type}.ts`),
         clock: deps.clock,
         signal,
+        ...(deps.kernel ? { kernel: deps.kernel } : {}),
+        onReconcile(r) {
+          metrics.inc("flannel_reconcile_passes_total", "Reconcile passes of the backend", 1);
+          metrics.inc(
+            "flannel_reconcile_changes_total",
+            "Kernel entries added, updated or deleted",
+            r.added + r.updated + r.deleted,
+          );
+          metrics.inc(
+            "flannel_reconcile_errors_total",
+            "Kernel operations that failed (retried next pass)",
+            r.errors.length,
+          );
+          if (!reconciled && r.errors.length === 0) {
+            reconciled = true;
+            updateReady();
+            if (health.ready) log.info("Data path programmed for every known lease");
+          }
+        },
       });
     } catch (e) {
       if (signal.aborted) return EXIT_OK;
@@ -203,8 +233,8 @@ export async function runDaemon(deps: DaemonDeps, outer: AbortSignal): Promise<n
     try {
       await files.writeAtomic(options.subnetFile, content, 0o644);
       log.info(`Wrote subnet file to ${options.subnetFile}`);
-      health.ready = true;
-      metrics.set("flannel_ready", "1 when the subnet file is written and the backend is running", 1);
+      fileWritten = true;
+      updateReady();
       log.info("flannel is ready");
     } catch (e) {
       log.warn(`Failed to write subnet file: ${(e as Error).message}`);
@@ -223,7 +253,7 @@ export async function runDaemon(deps: DaemonDeps, outer: AbortSignal): Promise<n
     return outcome === "lost" ? EXIT_FAILURE : EXIT_OK;
   } finally {
     health.ready = false;
-    metrics.set("flannel_ready", "1 when the subnet file is written and the backend is running", 0);
+    metrics.set("flannel_ready", READY_HELP, 0);
     outer.removeEventListener("abort", onOuterAbort);
     ctl.abort(new Error("daemon stopping"));
     await network?.close().catch((e) => log.warn(`Closing the backend: ${(e as Error).message}`));

@@ -227,3 +227,27 @@ Deno.test("backend registry: duplicates are refused, lookups are case-insensitiv
   assert.throws(() => new BackendRegistry([alloc, alloc]), /registered twice/);
   assert.equal(new BackendRegistry([alloc]).get("ALLOC"), alloc);
 });
+
+Deno.test("daemon: with vxlan, ready only after the first reconcile pass; kernel holds the device", async () => {
+  const { FakeKernel } = await import("../fakes/fake_kernel.ts");
+  const kernel = new FakeKernel();
+  kernel.seedLink("eth0", 1500, "192.168.1.10/24");
+  const s = setup(`{"Network":"10.5.0.0/16","Backend":{"Type":"vxlan"}}`);
+  s.kv.put(
+    `${PREFIX}/subnets/10.5.200.0-24`,
+    `{"PublicIP":"192.168.1.20","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:20"}}`,
+  );
+  const ctl = new AbortController();
+  const run = runDaemon({ ...s.deps, kernel }, ctl.signal);
+  await until(() => s.metrics.value("flannel_ready") === 1, "ready");
+  assert.match(s.files.files.get("/run/flannel/subnet.env")!.data, /FLANNEL_MTU=1450/);
+  assert.ok(
+    kernel.render().includes("10.5.200.0/24 via 10.5.200.0 dev flannel.1 proto 91 onlink"),
+    kernel.render(),
+  );
+  assert.ok((s.metrics.value("flannel_reconcile_passes_total") ?? 0) >= 1);
+  ctl.abort();
+  assert.equal(await run, 0);
+  assert.ok(kernel.render().includes("flannel.1 vxlan"), "the data path stays up after the daemon stops");
+  s.close();
+});

@@ -83,6 +83,7 @@ export const hostGwBackend: BackendFactory = {
       (e.kind === "addr" && e.addr.dev === dev);
     return {
       lease,
+      reconciles: true,
       mtu: ext.mtu,
       run: (batches, signal) =>
         runNetLoop({ kernel, log, clock: ctx.clock, pass, interesting }, batches, signal),

@@ -146,6 +146,7 @@ export const vxlanBackend: BackendFactory = {
 
     return {
       lease,
+      reconciles: true,
       mtu,
       run: (batches, signal) =>
         runNetLoop({ kernel, log, clock: ctx.clock, pass, interesting }, batches, signal),
