@@ -7,6 +7,7 @@ import type { BackendFactory } from "./types.ts";
 import { allocBackend } from "./alloc/mod.ts";
 import { hostGwBackend } from "./host_gw/mod.ts";
 import { vxlanBackend } from "./vxlan/mod.ts";
+import { wireguardBackend } from "./wireguard/mod.ts";
 
 /** Net-conf names a backend type that no factory provides. */
 export class UnknownBackendError extends Error {
@@ -43,7 +44,12 @@ export class BackendRegistry {
 }
 
 /** Every backend this build ships. */
-export const defaultBackends: readonly BackendFactory[] = [allocBackend, hostGwBackend, vxlanBackend];
+export const defaultBackends: readonly BackendFactory[] = [
+  allocBackend,
+  hostGwBackend,
+  vxlanBackend,
+  wireguardBackend,
+];
 
 /** A registry with every backend this build ships. */
 export function defaultRegistry(): BackendRegistry {

@@ -12,6 +12,7 @@ import type { Logger } from "../log/logger.ts";
 import type { Clock } from "../util/clock.ts";
 import type { KernelOps } from "../netlink/ops.ts";
 import type { ReconcileResult } from "./reconcile.ts";
+import type { HostOps } from "./host.ts";
 
 /** Everything a backend may use; nothing is reached through globals. */
 export interface BackendContext {
@@ -23,6 +24,8 @@ export interface BackendContext {
   signal: AbortSignal;
   /** Kernel access; backends that program the kernel fail registration without it. */
   kernel?: KernelOps;
+  /** Host access (files, processes, unix sockets) for backends that need it. */
+  host?: HostOps;
   /** Called after every reconcile pass (metrics, readiness, tests). */
   onReconcile?: (r: ReconcileResult) => void;
 }
@@ -56,6 +59,12 @@ export interface BackendFactory {
   /** The net-conf `Backend.Type` (lower case). */
   readonly type: string;
   register(ctx: BackendContext): Promise<Network>;
+}
+
+/** The host, or the error a backend that needs it reports. */
+export function requireHost(ctx: BackendContext, backend: string): HostOps {
+  if (!ctx.host) throw new Error(`the ${backend} backend needs host access, which this build lacks`);
+  return ctx.host;
 }
 
 /** Lease acquisition failed inside a backend's registration. */

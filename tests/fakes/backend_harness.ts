@@ -13,6 +13,7 @@ import { leaseIdentity } from "../../src/lease/watcher.ts";
 import { MemoryLogger } from "../../src/log/logger.ts";
 import { systemClock } from "../../src/util/clock.ts";
 import { FakeKernel } from "./fake_kernel.ts";
+import { FakeHost } from "./fake_host.ts";
 
 /** A peer lease in test shorthand. */
 export function peer(
@@ -38,6 +39,7 @@ export class BackendRig {
   readonly log = new MemoryLogger();
   readonly kv = new MemoryKV();
   readonly ctl = new AbortController();
+  readonly host = new FakeHost();
   network!: Network;
   #push: ((b: LeaseBatch) => void) | undefined;
   #queue: LeaseBatch[] = [];
@@ -97,27 +99,24 @@ export class BackendRig {
       clock: systemClock,
       signal: this.ctl.signal,
       kernel: this.kernel,
+      host: this.host,
       onReconcile: (r) => {
         this.passes.push(r);
         for (const w of this.#passWaiters.splice(0)) w();
       },
     });
-    const rig = this;
-    const batches: AsyncIterable<LeaseBatch> = {
-      async *[Symbol.asyncIterator]() {
-        while (!rig.ctl.signal.aborted) {
-          const b = rig.#queue.shift();
-          if (b) {
-            yield b;
-            continue;
-          }
-          await new Promise<void>((r) => {
-            rig.#push = () => r();
-            rig.ctl.signal.addEventListener("abort", () => r(), { once: true });
-          });
-        }
-      },
+    const next = async (): Promise<IteratorResult<LeaseBatch>> => {
+      while (!this.ctl.signal.aborted) {
+        const b = this.#queue.shift();
+        if (b) return { done: false, value: b };
+        await new Promise<void>((r) => {
+          this.#push = () => r();
+          this.ctl.signal.addEventListener("abort", () => r(), { once: true });
+        });
+      }
+      return { done: true, value: undefined };
     };
+    const batches: AsyncIterable<LeaseBatch> = { [Symbol.asyncIterator]: () => ({ next }) };
     this.#running = this.network.run(batches, this.ctl.signal);
     return this.network;
   }

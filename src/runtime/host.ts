@@ -1,0 +1,130 @@
+/**
+ * {@linkcode HostOps} on Deno.
+ *
+ * @module
+ */
+import type { Child, HostOps } from "../backends/host.ts";
+
+const dec = new TextDecoder();
+
+async function pump(stream: ReadableStream<Uint8Array>, log: (line: string) => void): Promise<void> {
+  let buf = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    buf += chunk;
+    let i;
+    while ((i = buf.indexOf("\n")) >= 0) {
+      log(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+    }
+  }
+  if (buf) log(buf);
+}
+
+/** The real host. */
+export const denoHost: HostOps = {
+  env: (name) => Deno.env.get(name),
+  async readFile(path) {
+    try {
+      return await Deno.readTextFile(path);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return undefined;
+      throw e;
+    }
+  },
+  async fileMode(path) {
+    try {
+      return ((await Deno.stat(path)).mode ?? 0) & 0o7777;
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return undefined;
+      throw e;
+    }
+  },
+  async writeFile(path, data, mode, dirMode) {
+    const dir = path.slice(0, path.lastIndexOf("/")) || "/";
+    await Deno.mkdir(dir, { recursive: true, mode: dirMode });
+    const tmp = `${path}.${Deno.pid}.tmp`;
+    try {
+      await Deno.writeTextFile(tmp, data, { mode });
+      await Deno.chmod(tmp, mode);
+      await Deno.rename(tmp, path);
+    } catch (e) {
+      await Deno.remove(tmp).catch(() => {});
+      throw e;
+    }
+  },
+  async which(cmd, extraDirs = []) {
+    const dirs = [...(Deno.env.get("PATH") ?? "").split(":").filter(Boolean), ...extraDirs];
+    for (const d of dirs) {
+      try {
+        const st = await Deno.stat(`${d}/${cmd}`);
+        if (st.isFile && ((st.mode ?? 0) & 0o111)) return `${d}/${cmd}`;
+      } catch { /* next */ }
+    }
+    return undefined;
+  },
+  spawn(argv, opts): Child {
+    const [cmd, ...args] = argv;
+    const child = new Deno.Command(cmd!, {
+      args,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      ...(opts.env ? { env: opts.env } : {}),
+    }).spawn();
+    const pumps = Promise.all([pump(child.stdout, opts.log), pump(child.stderr, opts.log)]);
+    return {
+      pid: child.pid,
+      exited: child.status.then(async (s) => {
+        await pumps.catch(() => {});
+        return s.code;
+      }),
+      kill(signal = "SIGTERM") {
+        try {
+          child.kill(signal);
+        } catch { /* already exited */ }
+      },
+    };
+  },
+  async run(argv, opts = {}) {
+    const [cmd, ...args] = argv;
+    const child = new Deno.Command(cmd!, {
+      args,
+      stdin: opts.stdin === undefined ? "null" : "piped",
+      stdout: "piped",
+      stderr: "piped",
+      ...(opts.env ? { env: opts.env } : {}),
+    }).spawn();
+    if (opts.stdin !== undefined) {
+      const w = child.stdin.getWriter();
+      await w.write(new TextEncoder().encode(opts.stdin));
+      await w.close();
+    }
+    const out = await child.output();
+    return { code: out.code, output: dec.decode(out.stdout) + dec.decode(out.stderr) };
+  },
+  async unixRequest(path, request, done) {
+    const conn = await Deno.connect({ transport: "unix", path });
+    try {
+      await conn.write(new TextEncoder().encode(request));
+      let response = "";
+      const buf = new Uint8Array(65536);
+      for (;;) {
+        const n = await conn.read(buf);
+        if (n === null) break;
+        response += dec.decode(buf.subarray(0, n), { stream: true });
+        if (done(response)) break;
+      }
+      return response;
+    } finally {
+      conn.close();
+    }
+  },
+  async exists(path) {
+    try {
+      await Deno.stat(path);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+};
