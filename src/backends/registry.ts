@@ -5,7 +5,9 @@
  */
 import type { BackendFactory } from "./types.ts";
 import { allocBackend } from "./alloc/mod.ts";
+import { extensionBackend } from "./extension/mod.ts";
 import { hostGwBackend } from "./host_gw/mod.ts";
+import { ipipBackend } from "./ipip/mod.ts";
 import { vxlanBackend } from "./vxlan/mod.ts";
 import { wireguardBackend } from "./wireguard/mod.ts";
 
