@@ -48,7 +48,9 @@ export class BackendRegistry {
 /** Every backend this build ships. */
 export const defaultBackends: readonly BackendFactory[] = [
   allocBackend,
+  extensionBackend,
   hostGwBackend,
+  ipipBackend,
   vxlanBackend,
   wireguardBackend,
 ];

@@ -17,17 +17,29 @@ export function flanneldMissing(): string | undefined {
   }
 }
 
+/** Options of {@linkcode Flanneld.start}. */
+export interface FlanneldStartOptions {
+  /**
+   * A command the daemon runs under, e.g. `["ip", "netns", "exec", "<ns>"]` (it must exec, so that
+   * the child's pid is the daemon's). The health server is then reached with `curl` under the same
+   * prefix, since this process cannot reach another namespace's loopback.
+   */
+  prefix?: string[];
+}
+
 /** A running flanneld. */
 export class Flanneld {
   readonly lines: string[] = [];
   readonly healthPort: number;
   readonly #child: Deno.ChildProcess;
   readonly #done: Promise<number>;
+  readonly #prefix: string[];
   #exit: number | undefined;
 
-  private constructor(child: Deno.ChildProcess, healthPort: number) {
+  private constructor(child: Deno.ChildProcess, healthPort: number, prefix: string[]) {
     this.#child = child;
     this.healthPort = healthPort;
+    this.#prefix = prefix;
     const pump = async (stream: ReadableStream<Uint8Array>) => {
       let buf = "";
       for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
@@ -49,20 +61,27 @@ export class Flanneld {
   }
 
   /** Starts flanneld with `args` (a free --healthz-port is added unless given). */
-  static async start(args: string[], env: Record<string, string> = {}): Promise<Flanneld> {
-    const port = await freePort();
+  static async start(
+    args: string[],
+    env: Record<string, string> = {},
+    opts: FlanneldStartOptions = {},
+  ): Promise<Flanneld> {
+    const given = args.map((a) => /^--?healthz-port=(\d+)$/.exec(a)?.[1]).find((p) => p !== undefined);
+    const port = given !== undefined ? Number(given) : await freePort();
     const all = args.some((a) => a.includes("healthz-port"))
       ? args
       : [...args, `--healthz-port=${port}`, "--healthz-ip=127.0.0.1"];
     const path = `${ROOT}tools/deno/node_modules/.bin:${Deno.env.get("PATH") ?? ""}`;
-    const child = new Deno.Command(FLANNELD, {
-      args: all,
+    const prefix = opts.prefix ?? [];
+    const argv = [...prefix, FLANNELD, ...all];
+    const child = new Deno.Command(argv[0]!, {
+      args: argv.slice(1),
       env: { ...env, PATH: path },
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
     }).spawn();
-    return new Flanneld(child, port);
+    return new Flanneld(child, port, prefix);
   }
 
   /** The process id. */
@@ -100,8 +119,21 @@ export class Flanneld {
 
   /** GETs a path of the health server: [status, body]. */
   async http(path: string): Promise<[number, string]> {
+    if (this.#prefix.length > 0) return await this.#curl(path);
     const res = await fetch(`http://127.0.0.1:${this.healthPort}${path}`);
     return [res.status, await res.text()];
+  }
+
+  /** GET through `curl` under the prefix; throws when curl cannot connect. */
+  async #curl(path: string): Promise<[number, string]> {
+    const url = `http://127.0.0.1:${this.healthPort}${path}`;
+    const argv = [...this.#prefix, "curl", "-s", "-m", "2", "-w", "\n%{http_code}", url];
+    const out = await new Deno.Command(argv[0]!, { args: argv.slice(1), stdin: "null", stderr: "piped" })
+      .output();
+    const text = new TextDecoder().decode(out.stdout);
+    if (!out.success) throw new Error(`curl ${url} failed with exit code ${out.code}`);
+    const i = text.lastIndexOf("\n");
+    return [Number(text.slice(i + 1)), text.slice(0, i)];
   }
 
   /** Waits until /readyz answers 200. */

@@ -19,6 +19,7 @@ export const ETCD_BIN = "/usr/bin/etcd";
 export const ETCDCTL_BIN = "/usr/bin/etcdctl";
 const OPENSSL_BIN = "/usr/bin/openssl";
 const SETPRIV_BIN = "/usr/bin/setpriv";
+const CURL_BIN = "/usr/bin/curl";
 
 /** How long etcd may take to become healthy before {@linkcode startEtcd} gives up. */
 const READY_DEADLINE_MS = 20_000;
@@ -61,6 +62,17 @@ export interface StartEtcdOptions {
   tls?: boolean;
   /** More etcd flags. */
   args?: string[];
+  /**
+   * A command that etcd and etcdctl run under, e.g. `["ip", "netns", "exec", "<ns>"]`. Health is then
+   * checked with `curl` under the same prefix, since this process may not reach etcd's address.
+   */
+  prefix?: string[];
+  /** The address etcd listens on and advertises; default `127.0.0.1`. */
+  host?: string;
+  /** The client port; default a free one (with `prefix`, 2379). */
+  clientPort?: number;
+  /** The peer port; default a free one (with `prefix`, 2380). */
+  peerPort?: number;
 }
 
 /**
@@ -86,12 +98,25 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdHandle
     // A port picked free can be taken before etcd binds it; pick again then.
     for (let tries = 1;; tries++) {
       await Deno.remove(`${root}/data`, { recursive: true }).catch(() => {});
-      const handle = new Etcd(root, await freePort(), await freePort(), tls, opts.args ?? []);
+      const inNs = opts.prefix !== undefined && opts.prefix.length > 0;
+      const handle = new Etcd(
+        root,
+        {
+          clientPort: opts.clientPort ?? (inNs ? 2379 : await freePort()),
+          peerPort: opts.peerPort ?? (inNs ? 2380 : await freePort()),
+          host: opts.host ?? "127.0.0.1",
+          prefix: opts.prefix ?? [],
+        },
+        tls,
+        opts.args ?? [],
+      );
       try {
         await handle.start();
         return handle;
       } catch (err) {
-        if (tries >= 3 || !(err instanceof PortTakenError)) throw err;
+        if (tries >= 3 || !(err instanceof PortTakenError) || opts.clientPort || opts.prefix?.length) {
+          throw err;
+        }
       }
     }
   } catch (err) {
@@ -102,6 +127,13 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdHandle
 
 class PortTakenError extends Error {}
 
+interface Listen {
+  clientPort: number;
+  peerPort: number;
+  host: string;
+  prefix: string[];
+}
+
 class Etcd implements EtcdHandle {
   readonly endpoint: string;
   readonly dataDir: string;
@@ -110,16 +142,20 @@ class Etcd implements EtcdHandle {
   readonly #root: string;
   readonly #args: string[];
   readonly #logFile: string;
+  readonly #prefix: string[];
   #child: Deno.ChildProcess | undefined;
 
-  constructor(root: string, clientPort: number, peerPort: number, tls: Certs | undefined, extra: string[]) {
+  constructor(root: string, listen: Listen, tls: Certs | undefined, extra: string[]) {
+    const { clientPort, peerPort, host } = listen;
     this.#root = root;
+    this.#prefix = listen.prefix;
     this.dataDir = `${root}/data`;
     this.#logFile = `${root}/etcd.log`;
     this.tls = tls?.client;
     const scheme = tls ? "https" : "http";
-    this.endpoint = `${scheme}://127.0.0.1:${clientPort}`;
-    const peer = `http://127.0.0.1:${peerPort}`;
+    const h = host.includes(":") ? `[${host}]` : host;
+    this.endpoint = `${scheme}://${h}:${clientPort}`;
+    const peer = `http://${h}:${peerPort}`;
     this.#args = [
       "--name=default",
       `--data-dir=${this.dataDir}`,
@@ -151,9 +187,10 @@ class Etcd implements EtcdHandle {
     // With setpriv, etcd dies with the test process even when that is killed, instead of
     // lingering on its ports. The signal fires when the spawning thread exits: Deno spawns from
     // the JS thread, which lives as long as the process.
+    const argv = [...this.#prefix, ETCD_BIN, ...this.#args];
     const [cmd, args] = hasSetpriv()
-      ? [SETPRIV_BIN, ["--pdeathsig", "SIGKILL", ETCD_BIN, ...this.#args]]
-      : [ETCD_BIN, this.#args];
+      ? [SETPRIV_BIN, ["--pdeathsig", "SIGKILL", ...argv]]
+      : [argv[0]!, argv.slice(1)];
     const child = new Deno.Command(cmd, {
       args,
       stdin: "null",
@@ -191,6 +228,7 @@ class Etcd implements EtcdHandle {
   }
 
   async #healthy(client: Deno.HttpClient | undefined): Promise<boolean> {
+    if (this.#prefix.length > 0) return await this.#healthyVia();
     const ac = new AbortController();
     const timer = setTimeout(() => ac.abort(), 1_000);
     try {
@@ -205,6 +243,18 @@ class Etcd implements EtcdHandle {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** The health check through curl under the prefix (another network namespace). */
+  async #healthyVia(): Promise<boolean> {
+    const tls = this.tls
+      ? ["--cacert", this.tls.caFile, "--cert", this.tls.certFile, "--key", this.tls.keyFile]
+      : [];
+    const argv = [...this.#prefix, CURL_BIN, "-s", "-m", "1", ...tls, `${this.endpoint}/health`];
+    const out = await new Deno.Command(argv[0]!, { args: argv.slice(1), stdin: "null", stderr: "null" })
+      .output().catch(() => undefined);
+    return out !== undefined && out.success &&
+      new TextDecoder().decode(out.stdout).includes('"health":"true"');
   }
 
   async #logTail(): Promise<string> {
@@ -260,8 +310,9 @@ class Etcd implements EtcdHandle {
       flags.push(`--cacert=${this.tls.caFile}`, `--cert=${this.tls.certFile}`, `--key=${this.tls.keyFile}`);
     }
     if (opts.user !== undefined) flags.push(`--user=${opts.user}`);
-    const out = await new Deno.Command(ETCDCTL_BIN, {
-      args: [...flags, ...args],
+    const argv = [...this.#prefix, ETCDCTL_BIN, ...flags, ...args];
+    const out = await new Deno.Command(argv[0]!, {
+      args: argv.slice(1),
       env: { ETCDCTL_API: "3" },
       stdin: "null",
     }).output();
