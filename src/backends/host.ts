@@ -33,7 +33,11 @@ export interface HostOps {
     opts?: { env?: Record<string, string>; stdin?: string },
   ): Promise<{ code: number; output: string }>;
   /** Sends `request` on a unix stream socket and reads until `done(response)` or EOF. */
-  unixRequest(path: string, request: string, done: (response: string) => boolean): Promise<string>;
+  unixRequest(
+    path: string,
+    request: Uint8Array,
+    done: (response: Uint8Array) => boolean,
+  ): Promise<Uint8Array>;
   /** Does the path exist? */
   exists(path: string): Promise<boolean>;
 }

@@ -8,6 +8,7 @@ import { allocBackend } from "./alloc/mod.ts";
 import { extensionBackend } from "./extension/mod.ts";
 import { hostGwBackend } from "./host_gw/mod.ts";
 import { ipipBackend } from "./ipip/mod.ts";
+import { ipsecBackend } from "./ipsec/mod.ts";
 import { vxlanBackend } from "./vxlan/mod.ts";
 import { wireguardBackend } from "./wireguard/mod.ts";
 
@@ -51,6 +52,7 @@ export const defaultBackends: readonly BackendFactory[] = [
   extensionBackend,
   hostGwBackend,
   ipipBackend,
+  ipsecBackend,
   vxlanBackend,
   wireguardBackend,
 ];

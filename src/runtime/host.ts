@@ -105,13 +105,16 @@ export const denoHost: HostOps = {
   async unixRequest(path, request, done) {
     const conn = await Deno.connect({ transport: "unix", path });
     try {
-      await conn.write(new TextEncoder().encode(request));
-      let response = "";
+      await conn.write(request);
+      let response = new Uint8Array(0);
       const buf = new Uint8Array(65536);
       for (;;) {
         const n = await conn.read(buf);
         if (n === null) break;
-        response += dec.decode(buf.subarray(0, n), { stream: true });
+        const next = new Uint8Array(response.length + n);
+        next.set(response);
+        next.set(buf.subarray(0, n), response.length);
+        response = next;
         if (done(response)) break;
       }
       return response;

@@ -32,15 +32,29 @@ export class FakeHost implements HostOps {
   which(cmd: string) {
     return Promise.resolve(this.binaries.has(cmd) ? `/usr/bin/${cmd}` : undefined);
   }
+  /** Set to let `spawn` succeed: returns a child that exits when killed. */
+  spawnable = false;
+  readonly spawned: string[][] = [];
   spawn(argv: string[]): Child {
-    throw new Error(`FakeHost cannot spawn ${argv.join(" ")}`);
+    if (!this.spawnable) throw new Error(`FakeHost cannot spawn ${argv.join(" ")}`);
+    this.spawned.push(argv);
+    let exit: (code: number) => void = () => {};
+    const exited = new Promise<number>((r) => (exit = r));
+    return { pid: 4242, exited, kill: () => exit(0) };
   }
   run(argv: string[], opts: { stdin?: string } = {}) {
     this.ran.push(argv);
     return Promise.resolve(this.runResult(argv, opts.stdin));
   }
-  unixRequest(path: string): Promise<string> {
-    return Promise.reject(new Error(`FakeHost has no socket ${path}`));
+  /** Answers unix-socket requests when set. */
+  unixHandler: ((path: string, request: Uint8Array) => Uint8Array) | undefined;
+  unixRequest(path: string, request: Uint8Array): Promise<Uint8Array> {
+    if (!this.unixHandler) return Promise.reject(new Error(`FakeHost has no socket ${path}`));
+    try {
+      return Promise.resolve(this.unixHandler(path, request));
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
   exists(path: string) {
     return Promise.resolve(this.files.has(path));

@@ -78,11 +78,7 @@ class UserspaceDriver implements WgDriver {
   }
 
   async configure(name: string, cfg: WgConfig) {
-    const res = await this.host.unixRequest(
-      `${UAPI_DIR}/${name}.sock`,
-      encodeUapiSet(cfg),
-      (r) => r.endsWith("\n\n"),
-    );
+    const res = await this.#uapi(`${UAPI_DIR}/${name}.sock`, encodeUapiSet(cfg));
     const errno = uapiErrno(res);
     if (errno !== 0) {
       throw new Error(`Cannot configure WireGuard device ${name} through wireguard-go: errno ${errno}`);
@@ -92,9 +88,16 @@ class UserspaceDriver implements WgDriver {
   async get(name: string) {
     const sock = `${UAPI_DIR}/${name}.sock`;
     if (!(await this.host.exists(sock))) return undefined;
-    const res = await this.host.unixRequest(sock, "get=1\n\n", (r) => r.endsWith("\n\n"));
+    const res = await this.#uapi(sock, "get=1\n\n");
     if (uapiErrno(res) !== 0) return undefined;
     return decodeUapiGet(name, res);
+  }
+
+  /** One UAPI exchange: a request, and the response up to its blank line. */
+  async #uapi(sock: string, request: string): Promise<string> {
+    const endsBlank = (r: Uint8Array) => r.length >= 2 && r[r.length - 1] === 10 && r[r.length - 2] === 10;
+    const res = await this.host.unixRequest(sock, new TextEncoder().encode(request), endsBlank);
+    return new TextDecoder().decode(res);
   }
 
   async remove(name: string) {
