@@ -73,6 +73,8 @@ export interface StartEtcdOptions {
   clientPort?: number;
   /** The peer port; default a free one (with `prefix`, 2380). */
   peerPort?: number;
+  /** Where etcd's temp directory is made; default the system temp dir. */
+  dir?: string;
 }
 
 /**
@@ -92,7 +94,7 @@ export function etcdAvailable(opts: { tls?: boolean } = {}): string | undefined 
 
 /** Starts etcd and waits until it is healthy. */
 export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdHandle> {
-  const root = await Deno.makeTempDir({ prefix: "flannel-etcd-" });
+  const root = await Deno.makeTempDir({ prefix: "flannel-etcd-", ...(opts.dir ? { dir: opts.dir } : {}) });
   try {
     const tls = opts.tls ? await makeCerts(root) : undefined;
     // A port picked free can be taken before etcd binds it; pick again then.
