@@ -1,17 +1,32 @@
 #!/usr/bin/env bash
 # Installs what flannel-ts needs on a fresh Debian machine with Node and npm, as root:
-# Deno and TypeScript from npm (pinned in tools/deno/package.json), and from apt etcd (server and
-# etcdctl) for the tests and the demo, iproute2, and openssl for the TLS tests.
+# Deno and TypeScript from npm (pinned in tools/deno/package.json), and from apt what the tests
+# and the demo run for real (listed below with the reason).
 # Idempotent: what is already there is not installed again. Source it to get deno on PATH.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 need_apt=()
-command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
-command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
-command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
-command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
-command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+want() { # command-or-path package
+  case "$1" in
+    /*) [ -e "$1" ] || need_apt+=("$2") ;;
+    *) command -v "$1" >/dev/null 2>&1 || need_apt+=("$2") ;;
+  esac
+}
+want etcd etcd-server                              # the lease store for tests and the demo
+want etcdctl etcd-client
+want ip iproute2                                   # namespaces, interface selection
+want openssl openssl                               # TLS test certificates
+want curl curl
+want /usr/lib/cni/bridge containernetworking-plugins   # pods in the virtual cluster
+want iperf3 iperf3
+want ping iputils-ping
+want tcpdump tcpdump
+want iptables iptables                             # traffic rules (nf_tables and legacy)
+want nft nftables
+want wg wireguard-tools
+want wireguard-go wireguard-go                     # WireGuard where the kernel has none
+want strace strace                                 # netlink fixture capture
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: need root to install ${need_apt[*]} with apt-get" >&2
