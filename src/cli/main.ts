@@ -17,6 +17,8 @@ import { systemClock } from "../util/clock.ts";
 import { createEtcdManager } from "../lease/etcd/store.ts";
 import { createFetch } from "../runtime/http.ts";
 import { VERSION } from "../version.ts";
+import { createTrafficManager } from "../rules/mod.ts";
+import { denoRunStdinCommand } from "../runtime/command_stdin.ts";
 
 /** Runs flanneld with `argv` (without the program name); resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {
@@ -58,6 +60,7 @@ export async function main(argv: string[]): Promise<number> {
     netInfo: ipCommandNetInfo({ run: denoRunCommand }),
     registry: defaultRegistry(),
     serveHealth: denoServeHealth,
+    createTrafficManager: (o) => createTrafficManager({ ...o, run: denoRunStdinCommand }),
     createManager(previous) {
       const etcdLog = log.child("etcd.ts");
       const tls = Boolean(options.etcdCertfile && options.etcdKeyfile);

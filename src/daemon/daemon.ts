@@ -16,6 +16,8 @@ import { type NetInfo, selectExternalInterface } from "../iface/mod.ts";
 import type { SubnetManager } from "../lease/manager.ts";
 import type { LeaseBatch } from "../lease/types.ts";
 import type { KernelOps } from "../netlink/ops.ts";
+import type { TrafficManager, TrafficManagerOptions } from "../rules/mod.ts";
+import { RTPROT_FLANNEL } from "../backends/reconcile.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Files } from "../runtime/fs.ts";
 import type { Clock } from "../util/clock.ts";
@@ -43,6 +45,8 @@ export interface DaemonDeps {
   metrics?: Metrics;
   /** Kernel access for the backends that program it. */
   kernel?: KernelOps;
+  /** Builds the iptables/nftables manager; without it no traffic rules are installed. */
+  createTrafficManager?: (o: Omit<TrafficManagerOptions, "run">) => TrafficManager;
 }
 
 /** Exit codes, as upstream: 0 for a signal or a revoked lease, 1 for start-up failures. */
@@ -213,12 +217,54 @@ export async function runDaemon(deps: DaemonDeps, outer: AbortSignal): Promise<n
       );
     }
 
-    // 15–18. Traffic rules are not implemented yet: say so instead of pretending.
-    if (options.ipMasq || options.ipBlackholeRoute) {
-      log.warn(
-        "--ip-masq and --ip-blackhole-route are accepted but this build installs no masquerade rules or " +
-          "blackhole routes yet; pod traffic leaving the cluster network is not masqueraded",
+    // 15–18. Traffic rules: clean up the other mode, then masquerade, forward, blackhole.
+    if (deps.createTrafficManager) {
+      const rules = deps.createTrafficManager({
+        enableNFTables: config.enableNFTables,
+        enableIPv4: config.enableIPv4,
+        enableIPv6: config.enableIPv6,
+        resyncSeconds: options.iptablesResync,
+        fullyRandomDisable: options.ipMasqFullyRandomDisable,
+        log: log.child("trafficmngr.ts"),
+        clock: deps.clock,
+      });
+      await rules.cleanupOtherMode();
+      try {
+        await rules.init();
+        if (options.ipMasq) await rules.setupMasq(config, lease, previous);
+      } catch (e) {
+        log.error(`Failed to set up IP Masquerade: ${(e as Error).message}`);
+        return EXIT_FAILURE;
+      }
+      if (options.iptablesForwardRules) {
+        try {
+          await rules.setupForward(config, previous);
+        } catch (e) {
+          log.error(`Failed to set up forward rules: ${(e as Error).message}`);
+          return EXIT_FAILURE;
+        }
+      }
+      if (options.ipBlackholeRoute) {
+        const kernel = deps.kernel;
+        if (kernel) {
+          rules.setupBlackhole(
+            config,
+            lease,
+            (subnet) => kernel.routeReplace({ dst: subnet, type: "blackhole", protocol: RTPROT_FLANNEL }),
+          );
+        } else {
+          log.warn(
+            "--ip-blackhole-route needs kernel access, which this build lacks; no blackhole route is kept",
+          );
+        }
+      }
+      tasks.push(
+        rules.run(signal).catch((e) => {
+          if (!signal.aborted) log.error(`Traffic rules resync stopped: ${(e as Error).message}`);
+        }),
       );
+    } else if (options.ipMasq || options.ipBlackholeRoute) {
+      log.warn("--ip-masq and --ip-blackhole-route are accepted but this build installs no traffic rules");
     }
 
     // 19. subnet.env, then ready.

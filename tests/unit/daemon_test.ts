@@ -216,7 +216,7 @@ Deno.test("daemon: --ip-masq warns that no rules are installed yet", async () =>
   const run = runDaemon(s.deps, ctl.signal);
   await until(() => s.metrics.value("flannel_ready") === 1, "ready");
   assert.match(s.files.files.get("/run/flannel/subnet.env")!.data, /FLANNEL_IPMASQ=true/);
-  assert.ok(s.log.messages("warn").some((m) => m.includes("installs no masquerade rules")));
+  assert.ok(s.log.messages("warn").some((m) => m.includes("installs no traffic rules")));
   ctl.abort();
   await run;
   s.close();
@@ -250,4 +250,42 @@ Deno.test("daemon: with vxlan, ready only after the first reconcile pass; kernel
   assert.equal(await run, 0);
   assert.ok(kernel.render().includes("flannel.1 vxlan"), "the data path stays up after the daemon stops");
   s.close();
+});
+
+Deno.test("daemon: traffic rules are set up in upstream's order; a failed masquerade setup exits 1", async () => {
+  for (const failInit of [false, true]) {
+    const calls: string[] = [];
+    const s = setup(`{"Network":"10.5.0.0/16","Backend":{"Type":"alloc"}}`, undefined, { ipMasq: true });
+    const fake = {
+      mode: "iptables" as const,
+      cleanupOtherMode: () => Promise.resolve(void calls.push("cleanupOtherMode")),
+      init: () =>
+        failInit
+          ? Promise.reject(new Error("iptables-restore is not installed"))
+          : Promise.resolve(void calls.push("init")),
+      setupMasq: () => Promise.resolve(void calls.push("setupMasq")),
+      setupForward: () => Promise.resolve(void calls.push("setupForward")),
+      setupBlackhole: () => void calls.push("setupBlackhole"),
+      reconcile: () => Promise.resolve({ changed: false, repairs: [] }),
+      run: (signal: AbortSignal) =>
+        new Promise<void>((r) => signal.addEventListener("abort", () => r(), { once: true })),
+      cleanup: () => Promise.resolve(),
+    };
+    const ctl = new AbortController();
+    const run = runDaemon({ ...s.deps, createTrafficManager: () => fake }, ctl.signal);
+    if (failInit) {
+      assert.equal(await run, 1);
+      assert.ok(
+        s.log.messages("error").some((m) =>
+          m === "Failed to set up IP Masquerade: iptables-restore is not installed"
+        ),
+      );
+    } else {
+      await until(() => s.metrics.value("flannel_ready") === 1, "ready");
+      assert.deepEqual(calls, ["cleanupOtherMode", "init", "setupMasq", "setupForward"]);
+      ctl.abort();
+      assert.equal(await run, 0);
+    }
+    s.close();
+  }
 });
