@@ -66,6 +66,11 @@ export class AttrEncoder {
 
   #push(type: number, data: Uint8Array): this {
     const len = NLA_HDRLEN + data.length;
+    if (len > 0xffff) {
+      throw new RangeError(
+        `Netlink attribute ${type & NLA_TYPE_MASK} of ${data.length} bytes does not fit a 16-bit length`,
+      );
+    }
     const out = new Uint8Array(align(len));
     const dv = new DataView(out.buffer);
     dv.setUint16(0, len, true);
