@@ -110,7 +110,7 @@ export function decodeError(m: NlMsg): NlError {
   const err = dv.getInt32(0, true);
   const reqLen = dv.getUint32(4, true);
   const out: NlError = {
-    errno: -err,
+    errno: err === 0 ? 0 : -err,
     request: {
       type: dv.getUint16(8, true),
       flags: dv.getUint16(10, true),
