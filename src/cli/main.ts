@@ -17,6 +17,9 @@ import { systemClock } from "../util/clock.ts";
 import { createEtcdManager } from "../lease/etcd/store.ts";
 import { createFetch } from "../runtime/http.ts";
 import { VERSION } from "../version.ts";
+import { NetlinkKernel } from "../netlink/kernel.ts";
+import { openNetlink } from "../netlink/transport/deno_ffi.ts";
+import { denoHost } from "../runtime/host.ts";
 import { createTrafficManager } from "../rules/mod.ts";
 import { denoRunStdinCommand } from "../runtime/command_stdin.ts";
 
@@ -52,36 +55,43 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
   const signal = shutdownSignal((m) => mainLog.info(m));
-  return await runDaemon({
-    options,
-    log: mainLog,
-    clock: systemClock,
-    files: denoFiles,
-    netInfo: ipCommandNetInfo({ run: denoRunCommand }),
-    registry: defaultRegistry(),
-    serveHealth: denoServeHealth,
-    createTrafficManager: (o) => createTrafficManager({ ...o, run: denoRunStdinCommand }),
-    createManager(previous) {
-      const etcdLog = log.child("etcd.ts");
-      const tls = Boolean(options.etcdCertfile && options.etcdKeyfile);
-      if (!tls) etcdLog.warn("no certificate provided: connecting to etcd with http. This is insecure");
-      const fetch = createFetch({
-        certFile: options.etcdCertfile,
-        keyFile: options.etcdKeyfile,
-        caFile: options.etcdCafile,
-      });
-      const manager = createEtcdManager({
-        options,
-        previousSubnet: previous.subnet,
-        previousIPv6Subnet: previous.ipv6Subnet,
-        fetch,
-        log: etcdLog,
-        clock: systemClock,
-      });
-      const close = manager.close;
-      return Promise.resolve(Object.assign(manager, { close: () => close().finally(() => fetch.close()) }));
-    },
-  }, signal);
+  const kernel = new NetlinkKernel({ open: openNetlink, log: log.child("netlink.ts") });
+  try {
+    return await runDaemon({
+      options,
+      log: mainLog,
+      clock: systemClock,
+      files: denoFiles,
+      netInfo: ipCommandNetInfo({ run: denoRunCommand }),
+      registry: defaultRegistry(),
+      serveHealth: denoServeHealth,
+      kernel,
+      host: denoHost,
+      createTrafficManager: (o) => createTrafficManager({ ...o, run: denoRunStdinCommand }),
+      createManager(previous) {
+        const etcdLog = log.child("etcd.ts");
+        const tls = Boolean(options.etcdCertfile && options.etcdKeyfile);
+        if (!tls) etcdLog.warn("no certificate provided: connecting to etcd with http. This is insecure");
+        const fetch = createFetch({
+          certFile: options.etcdCertfile,
+          keyFile: options.etcdKeyfile,
+          caFile: options.etcdCafile,
+        });
+        const manager = createEtcdManager({
+          options,
+          previousSubnet: previous.subnet,
+          previousIPv6Subnet: previous.ipv6Subnet,
+          fetch,
+          log: etcdLog,
+          clock: systemClock,
+        });
+        const close = manager.close;
+        return Promise.resolve(Object.assign(manager, { close: () => close().finally(() => fetch.close()) }));
+      },
+    }, signal);
+  } finally {
+    kernel.close();
+  }
 }
 
 if (import.meta.main) {

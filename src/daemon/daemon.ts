@@ -16,6 +16,7 @@ import { type NetInfo, selectExternalInterface } from "../iface/mod.ts";
 import type { SubnetManager } from "../lease/manager.ts";
 import type { LeaseBatch } from "../lease/types.ts";
 import type { KernelOps } from "../netlink/ops.ts";
+import type { HostOps } from "../backends/host.ts";
 import type { TrafficManager, TrafficManagerOptions } from "../rules/mod.ts";
 import { RTPROT_FLANNEL } from "../backends/reconcile.ts";
 import type { Logger } from "../log/logger.ts";
@@ -45,6 +46,8 @@ export interface DaemonDeps {
   metrics?: Metrics;
   /** Kernel access for the backends that program it. */
   kernel?: KernelOps;
+  /** Host access (files, processes, sockets) for the backends that need it. */
+  host?: HostOps;
   /** Builds the iptables/nftables manager; without it no traffic rules are installed. */
   createTrafficManager?: (o: Omit<TrafficManagerOptions, "run">) => TrafficManager;
 }
@@ -184,6 +187,7 @@ export async function runDaemon(deps: DaemonDeps, outer: AbortSignal): Promise<n
         clock: deps.clock,
         signal,
         ...(deps.kernel ? { kernel: deps.kernel } : {}),
+        ...(deps.host ? { host: deps.host } : {}),
         onReconcile(r) {
           metrics.inc("flannel_reconcile_passes_total", "Reconcile passes of the backend", 1);
           metrics.inc(

@@ -305,7 +305,7 @@ export class Cluster {
       `--healthz-port=${HEALTH_PORT}`,
       ...(typeof extra === "function" ? extra(node.index) : extra ?? []),
     ];
-    const d = await Flanneld.start(args, {}, { prefix: inNetns(node.ns) });
+    const d = await Flanneld.start(args, {}, { prefix: daemonPrefix(node.ns) });
     this.#daemons.add(d);
     const timeout = this.#opts.readyTimeoutMs ?? 30_000;
     await abortable(d.ready(timeout), this.#opts.signal);
@@ -522,4 +522,26 @@ async function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Pro
   } finally {
     signal.removeEventListener("abort", onAbort);
   }
+}
+
+/**
+ * How a node's daemon is started: in the node's network namespace, and in a mount namespace of
+ * its own with private tmpfs on /run/wireguard (wireguard-go's control sockets) and /run/flannel
+ * (the WireGuard key file), which network namespaces would otherwise share, as real nodes don't.
+ */
+export function daemonPrefix(ns: string): string[] {
+  const [first, ...rest] = inNetns(ns);
+  const netns = first === "ip" ? [first, ...rest] : rest.slice(rest.indexOf("ip"));
+  const setpriv = first === "ip" ? [] : [first!, ...rest.slice(0, rest.indexOf("ip"))];
+  return [
+    ...setpriv,
+    "unshare",
+    "--mount",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    'for d in /run/wireguard /run/flannel; do mkdir -p $d && mount -t tmpfs flt $d || exit 1; done; exec "$0" "$@"',
+    ...netns,
+  ];
 }

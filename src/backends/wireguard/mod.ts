@@ -112,7 +112,7 @@ export const wireguardBackend: BackendFactory = {
     };
     const pass = async (leases: ReadonlyMap<string, Lease>) => {
       await ensureDevicesAndAddresses();
-      const want = desiredPeers(cfg, devices, ext, leases, warnOnce);
+      const want = desiredPeers(cfg, devices, ext, leases, warnOnce, pub);
       for (const d of devices) await syncPeers(driver!, d.name, want.get(d.name) ?? [], log);
       const routes: Route[] = [];
       if (config.enableIPv4 && config.network) {
@@ -162,6 +162,7 @@ export function desiredPeers(
   ext: { extAddr?: IP4; extV6Addr?: IP6 },
   leases: ReadonlyMap<string, Lease>,
   warnOnce: (key: string, msg: string) => void,
+  ownKey?: Uint8Array,
 ): Map<string, WgPeer[]> {
   const out = new Map<string, WgPeer[]>(devices.map((d) => [d.name, []]));
   const decode = (l: Lease, text: string | undefined, fam: 4 | 6) => {
@@ -183,6 +184,14 @@ export function desiredPeers(
     if (l.attrs.backendType !== "wireguard") continue;
     const d4 = decode(l, l.attrs.backendData, 4);
     const d6 = decode(l, l.attrs.backendV6Data, 6);
+    if (ownKey && [d4, d6].some((d) => d && hex(d.publicKey) === hex(ownKey))) {
+      warnOnce(
+        `${l.subnet}|same-key`,
+        `The node of ${l.subnet} (PublicIP ${l.attrs.publicIP}) has this node's WireGuard public key; ` +
+          "was the key file copied between nodes? Delete it on one of them and restart that node",
+      );
+      continue;
+    }
     if (cfg.mode === "separate") {
       for (const d of devices) {
         const fam = d.families[0]!;
