@@ -9,13 +9,17 @@ import { IP4, IP4Net, IP6Net } from "../ip/mod.ts";
 import type { Logger } from "../log/logger.ts";
 import {
   isErrno,
+  NETLINK_GENERIC,
   NETLINK_ROUTE,
+  NETLINK_XFRM,
   NetlinkError,
   NLM_F_CREATE,
   NLM_F_EXCL,
   NLM_F_REPLACE,
   type NlMsg,
 } from "./codec/mod.ts";
+import * as genl from "./genl/mod.ts";
+import * as xfrm from "./xfrm/mod.ts";
 import { linkData } from "./link_kinds/mod.ts";
 import * as rt from "./route/mod.ts";
 import type { NetlinkSocket, OpenNetlink } from "./transport/mod.ts";
@@ -119,8 +123,8 @@ export class NetlinkKernel implements KernelOps {
   }
 
   close(): void {
-    this.#sock?.close();
-    this.#sock = undefined;
+    for (const s of [this.#sock, this.#genl, this.#xfrm]) s?.close();
+    this.#sock = this.#genl = this.#xfrm = undefined;
   }
 
   // ---- links -------------------------------------------------------------------------------
@@ -558,38 +562,178 @@ export class NetlinkKernel implements KernelOps {
     return this.#fdb(rt.RTM_DELNEIGH, 0, f, `delete fdb ${f.mac} dev ${f.dev} dst ${f.dst}`);
   }
 
-  // ---- wireguard and xfrm (genetlink and xfrm sockets) ----------------------------------------------
-  wgGet(_name: string): Promise<WgDevice | undefined> {
-    return Promise.reject(
-      new NetlinkError({
-        op: "get wireguard device",
-        errno: 95,
-        hint: "not wired to the genetlink codec yet",
-      }),
+  // ---- wireguard (genetlink) and xfrm ---------------------------------------------------------------
+  #genl: NetlinkSocket | undefined;
+  #xfrm: NetlinkSocket | undefined;
+  #wgFamily: number | undefined;
+  #otherQueue: Promise<unknown> = Promise.resolve();
+
+  #other<T>(proto: number, fn: (s: NetlinkSocket) => Promise<T>): Promise<T> {
+    const open = () =>
+      this.#opts.open(proto, {
+        log: this.#opts.log,
+        ...(this.#opts.netns ? { netns: this.#opts.netns } : {}),
+      });
+    const next = this.#otherQueue.then(() => {
+      if (proto === NETLINK_GENERIC) return fn(this.#genl ??= open());
+      return fn(this.#xfrm ??= open());
+    });
+    this.#otherQueue = next.catch(() => {});
+    return next;
+  }
+
+  async #wireguardFamily(op: string): Promise<number> {
+    if (this.#wgFamily !== undefined) return this.#wgFamily;
+    const req = genl.getFamilyRequest("wireguard");
+    try {
+      const msgs = await this.#other(
+        NETLINK_GENERIC,
+        (s) =>
+          s.request({ type: req.type, flags: 0, payload: req.payload }, {
+            op: "get genetlink family wireguard",
+          }),
+      );
+      const m = msgs.find((m) => m.type === req.type);
+      if (!m) throw new NetlinkError({ op, errno: 2, hint: "the genetlink controller did not answer" });
+      const id = genl.decodeFamily(m.payload).id;
+      this.#wgFamily = id;
+      return id;
+    } catch (e) {
+      if (isErrno(e, "ENOENT")) {
+        throw new NetlinkError({
+          op,
+          errno: 95,
+          hint: "this kernel has no WireGuard (module wireguard)",
+          cause: e,
+        });
+      }
+      throw e;
+    }
+  }
+
+  async wgGet(name: string): Promise<WgDevice | undefined> {
+    const op = `get wireguard device ${name}`;
+    const family = await this.#wireguardFamily(op);
+    const req = genl.wgGetDeviceRequest(family, { ifname: name });
+    let msgs: NlMsg[];
+    try {
+      msgs = await this.#other(
+        NETLINK_GENERIC,
+        (s) => s.dump({ type: req.type, payload: req.payload }, { op }),
+      );
+    } catch (e) {
+      if (isErrno(e, "ENODEV")) return undefined;
+      throw e;
+    }
+    const d = genl.decodeWgDevice(msgs);
+    const dev: WgDevice = { name, peers: [] };
+    if (d.publicKey) dev.publicKey = d.publicKey;
+    if (d.listenPort !== undefined) dev.listenPort = d.listenPort;
+    for (const p of d.peers ?? []) {
+      const peer: WgDevice["peers"][number] = { publicKey: p.publicKey, allowedIPs: p.allowedIps ?? [] };
+      if (p.presharedKey && p.presharedKey.some((b) => b !== 0)) peer.presharedKey = p.presharedKey;
+      if (p.endpoint) peer.endpoint = { ip: p.endpoint.ip, port: p.endpoint.port };
+      if (p.persistentKeepaliveInterval !== undefined) {
+        peer.persistentKeepalive = p.persistentKeepaliveInterval;
+      }
+      if (p.lastHandshakeTime) peer.lastHandshake = Number(p.lastHandshakeTime.sec);
+      dev.peers.push(peer);
+    }
+    return dev;
+  }
+
+  async wgConfigure(name: string, cfg: WgConfig): Promise<void> {
+    const op = `configure wireguard device ${name}`;
+    const family = await this.#wireguardFamily(op);
+    const dev: genl.WgDevice = { ifname: name, flags: cfg.replacePeers ? genl.WGDEVICE_F_REPLACE_PEERS : 0 };
+    if (cfg.privateKey) dev.privateKey = cfg.privateKey;
+    if (cfg.listenPort !== undefined) dev.listenPort = cfg.listenPort;
+    dev.peers = (cfg.peers ?? []).map((p) => {
+      const peer: genl.WgPeer = {
+        publicKey: p.publicKey,
+        flags: (p.remove ? genl.WGPEER_F_REMOVE_ME : 0) |
+          (p.replaceAllowedIPs ? genl.WGPEER_F_REPLACE_ALLOWEDIPS : 0),
+      };
+      if (p.remove) return peer;
+      if (p.presharedKey) peer.presharedKey = p.presharedKey;
+      if (p.endpoint) peer.endpoint = { ip: p.endpoint.ip, port: p.endpoint.port };
+      if (p.persistentKeepalive !== undefined) peer.persistentKeepaliveInterval = p.persistentKeepalive;
+      if (p.allowedIPs) peer.allowedIps = p.allowedIPs;
+      return peer;
+    });
+    for (const m of genl.wgSetDeviceRequests(family, dev)) {
+      await this.#other(
+        NETLINK_GENERIC,
+        (s) => s.request({ type: m.type, flags: 0, payload: m.payload }, { op }),
+      );
+    }
+  }
+
+  async xfrmPolicyList(): Promise<XfrmPolicy[]> {
+    const req = xfrm.dumpPoliciesRequest();
+    const msgs = await this.#other(
+      NETLINK_XFRM,
+      (s) => s.dump({ type: req.type, payload: req.payload }, { op: "list xfrm policies" }),
+    );
+    const out: XfrmPolicy[] = [];
+    for (const m of msgs) {
+      if (m.type !== xfrm.XFRM_MSG_NEWPOLICY) continue;
+      const p = xfrm.decodePolicy(m.payload);
+      const t = p.tmpls?.[0];
+      const dir = p.dir === xfrm.XFRM_POLICY_IN
+        ? "in"
+        : p.dir === xfrm.XFRM_POLICY_OUT
+        ? "out"
+        : p.dir === xfrm.XFRM_POLICY_FWD
+        ? "fwd"
+        : undefined;
+      if (!t || !dir) continue;
+      out.push({
+        src: netOf(p.sel.saddr, p.sel.prefixlenS),
+        dst: netOf(p.sel.daddr, p.sel.prefixlenD),
+        dir,
+        tmplSrc: t.saddr,
+        tmplDst: t.id.daddr,
+        reqid: t.reqid,
+      });
+    }
+    return out;
+  }
+
+  #policy(p: XfrmPolicy): xfrm.XfrmPolicy {
+    return {
+      sel: xfrm.xfrmSelector(p.src, p.dst),
+      lft: xfrm.xfrmLifetimeInfinite(),
+      curlft: xfrm.xfrmLifetimeZero(),
+      priority: 0,
+      index: 0,
+      dir: p.dir === "in"
+        ? xfrm.XFRM_POLICY_IN
+        : p.dir === "out"
+        ? xfrm.XFRM_POLICY_OUT
+        : xfrm.XFRM_POLICY_FWD,
+      action: xfrm.XFRM_POLICY_ALLOW,
+      flags: 0,
+      share: xfrm.XFRM_SHARE_ANY,
+      tmpls: [xfrm.espTunnelTmpl(p.tmplSrc, p.tmplDst, p.reqid)],
+    };
+  }
+
+  async xfrmPolicyReplace(p: XfrmPolicy): Promise<void> {
+    const req = xfrm.updatePolicyRequest(this.#policy(p));
+    const op = `update xfrm policy src ${p.src} dst ${p.dst} dir ${p.dir}`;
+    await this.#other(
+      NETLINK_XFRM,
+      (s) => s.request({ type: req.type, flags: req.flags, payload: req.payload }, { op }),
     );
   }
-  wgConfigure(_name: string, _cfg: WgConfig): Promise<void> {
-    return Promise.reject(
-      new NetlinkError({
-        op: "configure wireguard device",
-        errno: 95,
-        hint: "not wired to the genetlink codec yet",
-      }),
-    );
-  }
-  xfrmPolicyList(): Promise<XfrmPolicy[]> {
-    return Promise.reject(
-      new NetlinkError({ op: "list xfrm policies", errno: 95, hint: "not wired to the xfrm codec yet" }),
-    );
-  }
-  xfrmPolicyReplace(_p: XfrmPolicy): Promise<void> {
-    return Promise.reject(
-      new NetlinkError({ op: "replace xfrm policy", errno: 95, hint: "not wired to the xfrm codec yet" }),
-    );
-  }
-  xfrmPolicyDel(_p: XfrmPolicy): Promise<void> {
-    return Promise.reject(
-      new NetlinkError({ op: "delete xfrm policy", errno: 95, hint: "not wired to the xfrm codec yet" }),
+
+  async xfrmPolicyDel(p: XfrmPolicy): Promise<void> {
+    const req = xfrm.deletePolicyRequest(xfrm.policyIdOf(this.#policy(p)));
+    const op = `delete xfrm policy src ${p.src} dst ${p.dst} dir ${p.dir}`;
+    await this.#other(
+      NETLINK_XFRM,
+      (s) => s.request({ type: req.type, flags: req.flags, payload: req.payload }, { op }),
     );
   }
 

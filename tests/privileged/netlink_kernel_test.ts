@@ -213,6 +213,37 @@ Deno.test({
         assert.equal(await k.linkGet("nonexistent0"), undefined);
       });
 
+      await t.step("xfrm policies (the ipsec backend's), cross-checked with ip xfrm", async () => {
+        const pol = {
+          src: IP4Net.parse("10.5.1.0/24"),
+          dst: IP4Net.parse("10.5.2.0/24"),
+          dir: "out" as const,
+          tmplSrc: IP4.parse("192.0.2.1"),
+          tmplDst: IP4.parse("192.0.2.2"),
+          reqid: 11,
+        };
+        await k.xfrmPolicyReplace(pol);
+        await k.xfrmPolicyReplace(pol); // update of an existing one
+        const out = sh("ip", "-n", NS, "xfrm", "policy").out;
+        assert.match(
+          out,
+          /src 10\.5\.1\.0\/24 dst 10\.5\.2\.0\/24\s+dir out[\s\S]*tmpl src 192\.0\.2\.1 dst 192\.0\.2\.2\s+proto esp reqid 11 mode tunnel/,
+        );
+        assert.deepEqual(
+          (await k.xfrmPolicyList()).map((p) =>
+            `${p.src} ${p.dst} ${p.dir} ${p.tmplSrc} ${p.tmplDst} ${p.reqid}`
+          ),
+          ["10.5.1.0/24 10.5.2.0/24 out 192.0.2.1 192.0.2.2 11"],
+        );
+        await k.xfrmPolicyDel(pol);
+        assert.equal(sh("ip", "-n", NS, "xfrm", "policy").out.trim(), "");
+      });
+
+      await t.step("wireguard over genetlink: a kernel without it says so", async () => {
+        const got = await k.wgGet("flannel-wg").then((d) => d, (e) => e as Error);
+        if (got instanceof Error) assert.match(got.message, /WireGuard \(module wireguard\)|No such device/);
+      });
+
       await t.step("events for changes made by ip", async () => {
         sh("ip", "-n", NS, "link", "del", "flannel.1");
         const deadline = Date.now() + 5000;
