@@ -32,8 +32,10 @@ export function parseVxlanConfig(backend: Record<string, unknown>): VxlanConfig 
   };
 }
 
-/** The VXLAN header and outer headers take 50 bytes of the underlay MTU. */
+/** The VXLAN header and outer IPv4/UDP/Ethernet headers take 50 bytes of the underlay MTU. */
 export const VXLAN_OVERHEAD = 50;
+/** Over an IPv6 underlay the outer header is 20 bytes longer; the kernel caps the device at −70. */
+export const VXLAN6_OVERHEAD = 70;
 
 /** What a vxlan lease publishes: `{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:ff"}`. */
 export interface VxlanLeaseData {

@@ -41,6 +41,7 @@ import {
   decodeVxlanData,
   encodeVxlanData,
   parseVxlanConfig,
+  VXLAN6_OVERHEAD,
   VXLAN_OVERHEAD,
   type VxlanConfig,
 } from "./config.ts";
@@ -61,7 +62,8 @@ export const vxlanBackend: BackendFactory = {
     log.info(
       `VXLAN config: VNI=${cfg.vni} Port=${cfg.port} GBP=${cfg.gbp} Learning=${cfg.learning} DirectRouting=${cfg.directRouting}`,
     );
-    const mtu = (cfg.mtu || ext.mtu) - VXLAN_OVERHEAD;
+    const underlay = cfg.mtu || ext.mtu;
+    const mtu = underlay - VXLAN_OVERHEAD;
     const families: Family[] = [];
     const spec = async (v: 4 | 6, name: string, local: IP | undefined): Promise<Family> => ({
       v,
@@ -72,7 +74,7 @@ export const vxlanBackend: BackendFactory = {
         port: cfg.port,
         learning: cfg.learning,
         gbp: cfg.gbp,
-        mtu,
+        mtu: v === 6 && local && !(local instanceof IP4) ? underlay - VXLAN6_OVERHEAD : mtu,
         mac: await stableMac(`flannel-vxlan:${name}:${local ?? ext.name}`),
         ...(local ? { local } : {}),
       },
@@ -147,7 +149,9 @@ export const vxlanBackend: BackendFactory = {
     return {
       lease,
       reconciles: true,
-      mtu,
+      // Pods get the smallest device MTU, so neither family needs fragmentation (upstream writes
+      // the IPv4 figure even when IPv6 rides a 20-byte larger header).
+      mtu: Math.min(...families.map((f) => f.spec.mtu)),
       run: (batches, signal) =>
         runNetLoop({ kernel, log, clock: ctx.clock, pass, interesting }, batches, signal),
       // The data path outlives the daemon (hitless restarts): nothing to remove.
