@@ -1,6 +1,12 @@
 /**
  * One suite that every lease store passes (hono's common.case.test pattern): each store's test
- * file supplies a fixture and calls {@linkcode leaseStoreSuite}.
+ * file supplies a fixture and calls {@linkcode leaseStoreSuite} (KV stores: memory, etcd) or
+ * {@linkcode managerSuite} (any subnet manager, e.g. kube against the fake API server).
+ *
+ * The manager-level tests run for every store through a {@linkcode PeerStore}; the KV stores add
+ * the tests of what only they have: upstream's key and value, allocation, reservations, TTLs,
+ * renewal, revocation and fencing (a kube node's subnet is assigned by Kubernetes, never expires,
+ * is never renewed and cannot be revoked).
  */
 import assert from "node:assert/strict";
 import type { SubnetManager } from "../../src/lease/manager.ts";
@@ -36,6 +42,43 @@ export interface StoreFixture {
   open(): Promise<StoreHandle>;
 }
 
+/**
+ * A store seen from the managers: other nodes' leases written as another flannel node would,
+ * and the store faults a watch must survive.
+ */
+export interface PeerStore {
+  /** A subnet manager for the node `node` (the public IP it will acquire with). */
+  manager(node: string): { m: SubnetManager; log: MemoryLogger };
+  /** Replaces the network configuration (net-conf.json) for managers made after this. */
+  setConfig(text: string): Promise<void>;
+  /** Publishes another node's lease of `subnet` (`10.3.120.0/24`) with `publicIP`. */
+  putPeer(subnet: string, publicIP: string): Promise<void>;
+  /**
+   * Publishes another node's lease whose public IP is `not-an-ip`; returns a text that the one
+   * warning contains and the pattern it matches.
+   */
+  putBadPeer(subnet: string): Promise<{ mark: string; pattern: RegExp }>;
+  deletePeer(subnet: string): Promise<void>;
+  /** Makes the store forget its history (etcd compaction; kube: the watch cache). */
+  compact(): Promise<void>;
+  /** Restarts the store keeping its data; absent when not applicable. */
+  restart?: () => Promise<void>;
+  /** Breaks every open watch stream mid-way; absent when not applicable. */
+  cutWatches?: () => Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A store for the manager-level suite. */
+export interface ManagerFixture {
+  name: string;
+  /** Why the suite cannot run here, or undefined. */
+  skip?: string;
+  /** A fresh store, configured with {@linkcode CONFIG}. */
+  open(): Promise<PeerStore>;
+  /** What the store can be put through beyond the common tests. */
+  capabilities?: { restart?: boolean; cutWatches?: boolean };
+}
+
 function attrs(ip: string): LeaseAttrs {
   return { publicIP: IP4.parse(ip), backendType: "alloc" };
 }
@@ -47,7 +90,7 @@ function manager(h: StoreHandle, extra: Partial<ConstructorParameters<typeof KVS
 }
 
 /** Pulls batches until `pred` holds for the accumulated state, with a deadline. */
-async function until(
+export async function until(
   it: AsyncIterator<LeaseBatch>,
   pred: (b: LeaseBatch, seen: LeaseBatch[]) => boolean,
   ms = 15_000,
@@ -74,11 +117,228 @@ function describe(bs: LeaseBatch[]): string {
   return JSON.stringify(bs.map((b) => b.events.map((e) => `${e.type} ${e.lease.subnet}`)));
 }
 
-const hasEvent = (seen: LeaseBatch[], type: string, subnet: string) =>
+/** Whether any batch has an event of `type` for `subnet`. */
+export const hasEvent = (seen: LeaseBatch[], type: string, subnet: string) =>
   seen.some((b) => b.events.some((e) => e.type === type && e.lease.subnet.toString() === subnet));
 
-/** Registers the suite's tests for one fixture. */
+/** Registers the manager-level tests for one store. */
+export function managerSuite(fx: ManagerFixture): void {
+  const test = (name: string, fn: (h: PeerStore) => Promise<void>) =>
+    Deno.test({
+      name: `${fx.name}: ${name}`,
+      ignore: fx.skip !== undefined,
+      sanitizeOps: false,
+      sanitizeResources: false,
+      async fn() {
+        const h = await fx.open();
+        try {
+          await fn(h);
+        } finally {
+          await h.close();
+        }
+      },
+    });
+  if (fx.skip) console.log(`skip ${fx.name} lease store suite: ${fx.skip}`);
+
+  test("a lease acquired by one node is seen by another node's watch", async (h) => {
+    const a = await h.manager("1.2.3.4").m.acquireLease(attrs("1.2.3.4"));
+    assert.ok(IP4Net.parse("10.3.0.0/16").contains(a.subnet), `${a.subnet} not in the network`);
+    const { m } = h.manager("1.2.3.5");
+    const b = await m.acquireLease(attrs("1.2.3.5"));
+    assert.notEqual(b.subnet.toString(), a.subnet.toString());
+    const ctl = new AbortController();
+    const it = m.watchLeases(b, ctl.signal)[Symbol.asyncIterator]();
+    try {
+      const [first] = await until(it, () => true);
+      const leases = [...first!.leases.values()];
+      assert.deepEqual(leases.map((l) => l.subnet.toString()), [a.subnet.toString()]);
+      assert.equal(leases[0]!.attrs.publicIP.toString(), "1.2.3.4");
+      assert.equal(leases[0]!.attrs.backendType, "alloc");
+    } finally {
+      ctl.abort();
+      await it.return?.(undefined);
+    }
+  });
+
+  test("watch reports other nodes' leases added and removed, never our own", async (h) => {
+    const { m } = h.manager("1.2.3.4");
+    const own = await m.acquireLease(attrs("1.2.3.4"));
+    await h.putPeer("10.3.120.0/24", "5.5.5.5");
+    const ctl = new AbortController();
+    const it = m.watchLeases(own, ctl.signal)[Symbol.asyncIterator]();
+    try {
+      const first = await until(it, () => true);
+      assert.deepEqual(first[0]!.events.map((e) => `${e.type} ${e.lease.subnet}`), ["added 10.3.120.0/24"]);
+      assert.equal(first[0]!.leases.size, 1);
+      await h.putPeer("10.3.130.0/24", "6.6.6.6");
+      await until(it, (_b, seen) => hasEvent(seen, "added", "10.3.130.0/24"));
+      await h.deletePeer("10.3.120.0/24");
+      const seen = await until(it, (_b, seen) => hasEvent(seen, "removed", "10.3.120.0/24"));
+      const removed = seen.flatMap((b) => b.events).find((e) => e.type === "removed")!;
+      assert.equal(
+        removed.lease.attrs.publicIP.toString(),
+        "5.5.5.5",
+        "removal carries the last known attrs",
+      );
+    } finally {
+      ctl.abort();
+      await it.return?.(undefined);
+    }
+  });
+
+  test("a malformed peer lease is skipped with one warning", async (h) => {
+    const { m, log } = h.manager("1.2.3.4");
+    const own = await m.acquireLease(attrs("1.2.3.4"));
+    const bad = await h.putBadPeer("10.3.121.0/24");
+    await h.putPeer("10.3.122.0/24", "7.7.7.7");
+    const ctl = new AbortController();
+    const it = m.watchLeases(own, ctl.signal)[Symbol.asyncIterator]();
+    try {
+      const [first] = await until(it, () => true);
+      assert.deepEqual([...first!.leases.values()].map((l) => l.subnet.toString()), ["10.3.122.0/24"]);
+      const warnings = log.messages("warn").filter((s) => s.includes(bad.mark));
+      assert.equal(warnings.length, 1);
+      assert.match(warnings[0]!, bad.pattern);
+    } finally {
+      ctl.abort();
+      await it.return?.(undefined);
+    }
+  });
+
+  test("a watch behind the compaction horizon recovers by listing again", async (h) => {
+    const { m } = h.manager("1.2.3.4");
+    const own = await m.acquireLease(attrs("1.2.3.4"));
+    const ctl = new AbortController();
+    const it = m.watchLeases(own, ctl.signal)[Symbol.asyncIterator]();
+    try {
+      await until(it, () => true); // the snapshot; the watch starts on the next pull
+      await h.putPeer("10.3.124.0/24", "9.9.9.1");
+      await h.putPeer("10.3.125.0/24", "9.9.9.2");
+      await h.compact();
+      await until(
+        it,
+        (_b, seen) => hasEvent(seen, "added", "10.3.124.0/24") && hasEvent(seen, "added", "10.3.125.0/24"),
+      );
+    } finally {
+      ctl.abort();
+      await it.return?.(undefined);
+    }
+  });
+
+  if (fx.capabilities?.restart) {
+    test("a watch survives a store restart", async (h) => {
+      const { m } = h.manager("1.2.3.4");
+      const own = await m.acquireLease(attrs("1.2.3.4"));
+      const ctl = new AbortController();
+      const it = m.watchLeases(own, ctl.signal)[Symbol.asyncIterator]();
+      try {
+        await until(it, () => true);
+        const next = it.next(); // the watch is running when the store goes away
+        await h.restart!();
+        await h.putPeer("10.3.119.0/24", "9.9.9.3");
+        const r = await next;
+        const seen = r.done ? [] : [r.value];
+        if (!hasEvent(seen, "added", "10.3.119.0/24")) {
+          await until(it, (_b, s) => hasEvent([...seen, ...s], "added", "10.3.119.0/24"), 30_000);
+        }
+      } finally {
+        ctl.abort();
+        await it.return?.(undefined);
+      }
+    });
+  }
+
+  if (fx.capabilities?.cutWatches) {
+    test("a watch stream cut mid-way recovers without losing a lease", async (h) => {
+      const { m } = h.manager("1.2.3.4");
+      const own = await m.acquireLease(attrs("1.2.3.4"));
+      await h.putPeer("10.3.126.0/24", "9.9.9.4");
+      const ctl = new AbortController();
+      const it = m.watchLeases(own, ctl.signal)[Symbol.asyncIterator]();
+      try {
+        await until(it, () => true);
+        await h.cutWatches!();
+        await h.putPeer("10.3.127.0/24", "9.9.9.5");
+        await h.deletePeer("10.3.126.0/24");
+        const seen = await until(
+          it,
+          (_b, s) => hasEvent(s, "added", "10.3.127.0/24") && hasEvent(s, "removed", "10.3.126.0/24"),
+        );
+        assert.deepEqual([...seen.at(-1)!.leases.values()].map((l) => l.subnet.toString()), [
+          "10.3.127.0/24",
+        ]);
+      } finally {
+        ctl.abort();
+        await it.return?.(undefined);
+      }
+    });
+  }
+
+  test("watches end promptly on abort, with 1000 leases in the store", async (h) => {
+    // Regression: with a large listing in flight, an aborted fetch left the own-lease watch's
+    // body read pending forever, and the daemon never exited after SIGTERM.
+    await h.setConfig(`{"Network":"10.0.0.0/8"}`);
+    for (let b = 0; b < 1000; b += 100) {
+      await Promise.all(Array.from({ length: 100 }, (_, j) => {
+        const i = b + j;
+        return h.putPeer(`10.${1 + (i >> 8)}.${i & 255}.0/24`, `172.16.${i >> 8}.${i & 255}`);
+      }));
+    }
+    const { m } = h.manager("1.2.3.4");
+    const own = await m.acquireLease(attrs("1.2.3.4"));
+    for (const delayMs of [0, 20, 100]) {
+      const ctl = new AbortController();
+      const watching = (async () => {
+        for await (const _ of m.watchLeases(own, ctl.signal)) { /* drain */ }
+      })();
+      const keeping = m.completeLease(own, ctl.signal);
+      await new Promise((r) => setTimeout(r, delayMs));
+      ctl.abort();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const outcome = await Promise.race([
+        Promise.all([watching, keeping]).then(([, k]) => k),
+        new Promise((r) => (timer = setTimeout(() => r("still running after 5 s"), 5000))),
+      ]);
+      clearTimeout(timer);
+      assert.equal(outcome, "cancelled", `abort after ${delayMs} ms`);
+    }
+  });
+}
+
+/** The manager-level view of a KV store. */
+function kvPeerStore(h: StoreHandle): PeerStore {
+  const key = (subnet: string) => `${PREFIX}/subnets/${subnet.replace("/", "-")}`;
+  return {
+    manager: () => manager(h),
+    setConfig: (text) => h.put(`${PREFIX}/config`, text),
+    putPeer: (subnet, ip) => h.put(key(subnet), `{"PublicIP":"${ip}","PublicIPv6":null}`),
+    async putBadPeer(subnet) {
+      await h.put(key(subnet), `{"PublicIP":"not-an-ip"}`);
+      return {
+        mark: subnet.replace("/", "-"),
+        pattern: /Ignoring bad subnet node: .*"PublicIP" is "not-an-ip"/,
+      };
+    },
+    deletePeer: (subnet) => h.del(key(subnet)),
+    compact: () => h.compact(),
+    ...(h.restart ? { restart: h.restart } : {}),
+    close: () => h.close(),
+  };
+}
+
+/** Registers the suite's tests for one KV store: the manager-level tests, then the KV ones. */
 export function leaseStoreSuite(fx: StoreFixture): void {
+  managerSuite({
+    name: fx.name,
+    ...(fx.skip === undefined ? {} : { skip: fx.skip }),
+    capabilities: { restart: fx.name === "etcd" },
+    async open() {
+      const h = await fx.open();
+      await h.put(`${PREFIX}/config`, CONFIG);
+      return kvPeerStore(h);
+    },
+  });
+
   const test = (name: string, fn: (h: StoreHandle) => Promise<void>) =>
     Deno.test({
       name: `${fx.name}: ${name}`,
@@ -95,7 +355,6 @@ export function leaseStoreSuite(fx: StoreFixture): void {
         }
       },
     });
-  if (fx.skip) console.log(`skip ${fx.name} lease store suite: ${fx.skip}`);
 
   test("acquire stores the lease with upstream's key and value", async (h) => {
     const { m } = manager(h);
@@ -176,51 +435,6 @@ export function leaseStoreSuite(fx: StoreFixture): void {
     assert.ok(ttl > 50 && ttl <= 61, `ttl ${ttl}`);
   });
 
-  test("watch reports other nodes' leases added and removed, never our own", async (h) => {
-    const { m } = manager(h);
-    const own = await m.acquireLease(attrs("1.2.3.4"));
-    await h.put(`${PREFIX}/subnets/10.3.120.0-24`, `{"PublicIP":"5.5.5.5","PublicIPv6":null}`);
-    const ctl = new AbortController();
-    const it = m.watchLeases(own, ctl.signal)[Symbol.asyncIterator]();
-    try {
-      const first = await until(it, () => true);
-      assert.deepEqual(first[0]!.events.map((e) => `${e.type} ${e.lease.subnet}`), ["added 10.3.120.0/24"]);
-      assert.equal(first[0]!.leases.size, 1);
-      await h.put(`${PREFIX}/subnets/10.3.130.0-24`, `{"PublicIP":"6.6.6.6","PublicIPv6":null}`);
-      await until(it, (_b, seen) => hasEvent(seen, "added", "10.3.130.0/24"));
-      await h.del(`${PREFIX}/subnets/10.3.120.0-24`);
-      const seen = await until(it, (_b, seen) => hasEvent(seen, "removed", "10.3.120.0/24"));
-      const removed = seen.flatMap((b) => b.events).find((e) => e.type === "removed")!;
-      assert.equal(
-        removed.lease.attrs.publicIP.toString(),
-        "5.5.5.5",
-        "removal carries the last known attrs",
-      );
-    } finally {
-      ctl.abort();
-      await it.return?.(undefined);
-    }
-  });
-
-  test("a malformed peer lease is skipped with one warning", async (h) => {
-    const { m, log } = manager(h);
-    const own = await m.acquireLease(attrs("1.2.3.4"));
-    await h.put(`${PREFIX}/subnets/10.3.121.0-24`, `{"PublicIP":"not-an-ip"}`);
-    await h.put(`${PREFIX}/subnets/10.3.122.0-24`, `{"PublicIP":"7.7.7.7","PublicIPv6":null}`);
-    const ctl = new AbortController();
-    const it = m.watchLeases(own, ctl.signal)[Symbol.asyncIterator]();
-    try {
-      const [first] = await until(it, () => true);
-      assert.deepEqual([...first!.leases.values()].map((l) => l.subnet.toString()), ["10.3.122.0/24"]);
-      const warnings = log.messages("warn").filter((s) => s.includes("10.3.121.0-24"));
-      assert.equal(warnings.length, 1);
-      assert.match(warnings[0]!, /Ignoring bad subnet node: .*"PublicIP" is "not-an-ip"/);
-    } finally {
-      ctl.abort();
-      await it.return?.(undefined);
-    }
-  });
-
   test("a lease whose TTL expires is reported removed", async (h) => {
     const { m } = manager(h);
     const own = await m.acquireLease(attrs("1.2.3.4"));
@@ -236,49 +450,6 @@ export function leaseStoreSuite(fx: StoreFixture): void {
       await it.return?.(undefined);
     }
   });
-
-  test("a watch behind the compaction horizon recovers by listing again", async (h) => {
-    const { m } = manager(h);
-    const own = await m.acquireLease(attrs("1.2.3.4"));
-    const ctl = new AbortController();
-    const it = m.watchLeases(own, ctl.signal)[Symbol.asyncIterator]();
-    try {
-      await until(it, () => true); // the snapshot; the watch starts on the next pull
-      await h.put(`${PREFIX}/subnets/10.3.124.0-24`, `{"PublicIP":"9.9.9.1","PublicIPv6":null}`);
-      await h.put(`${PREFIX}/subnets/10.3.125.0-24`, `{"PublicIP":"9.9.9.2","PublicIPv6":null}`);
-      await h.compact();
-      await until(
-        it,
-        (_b, seen) => hasEvent(seen, "added", "10.3.124.0/24") && hasEvent(seen, "added", "10.3.125.0/24"),
-      );
-    } finally {
-      ctl.abort();
-      await it.return?.(undefined);
-    }
-  });
-
-  if (fx.name === "etcd") {
-    test("a watch survives a store restart", async (h) => {
-      const { m } = manager(h);
-      const own = await m.acquireLease(attrs("1.2.3.4"));
-      const ctl = new AbortController();
-      const it = m.watchLeases(own, ctl.signal)[Symbol.asyncIterator]();
-      try {
-        await until(it, () => true);
-        const next = it.next(); // the watch is running when the store goes away
-        await h.restart!();
-        await h.put(`${PREFIX}/subnets/10.3.119.0-24`, `{"PublicIP":"9.9.9.3","PublicIPv6":null}`);
-        const r = await next;
-        const seen = r.done ? [] : [r.value];
-        if (!hasEvent(seen, "added", "10.3.119.0/24")) {
-          await until(it, (_b, s) => hasEvent([...seen, ...s], "added", "10.3.119.0/24"), 30_000);
-        }
-      } finally {
-        ctl.abort();
-        await it.return?.(undefined);
-      }
-    });
-  }
 
   test("our lease deleted from the store means revoked", async (h) => {
     const { m, log } = manager(h);
@@ -300,39 +471,6 @@ export function leaseStoreSuite(fx: StoreFixture): void {
     assert.equal(await done, "lost");
     assert.ok(log.messages("error").some((s) => s.includes("taken over by a node with PublicIP 4.4.4.4")));
     ctl.abort();
-  });
-
-  test("watches end promptly on abort, with 1000 leases in the store", async (h) => {
-    // Regression: with a large listing in flight, an aborted fetch left the own-lease watch's
-    // body read pending forever, and the daemon never exited after SIGTERM.
-    await h.put(`${PREFIX}/config`, `{"Network":"10.0.0.0/8"}`);
-    for (let b = 0; b < 1000; b += 100) {
-      await Promise.all(Array.from({ length: 100 }, (_, j) => {
-        const i = b + j;
-        return h.put(
-          `${PREFIX}/subnets/10.${1 + (i >> 8)}.${i & 255}.0-24`,
-          `{"PublicIP":"172.16.${i >> 8}.${i & 255}","PublicIPv6":null}`,
-        );
-      }));
-    }
-    const { m } = manager(h);
-    const own = await m.acquireLease(attrs("1.2.3.4"));
-    for (const delayMs of [0, 20, 100]) {
-      const ctl = new AbortController();
-      const watching = (async () => {
-        for await (const _ of m.watchLeases(own, ctl.signal)) { /* drain */ }
-      })();
-      const keeping = m.completeLease(own, ctl.signal);
-      await new Promise((r) => setTimeout(r, delayMs));
-      ctl.abort();
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const outcome = await Promise.race([
-        Promise.all([watching, keeping]).then(([, k]) => k),
-        new Promise((r) => (timer = setTimeout(() => r("still running after 5 s"), 5000))),
-      ]);
-      clearTimeout(timer);
-      assert.equal(outcome, "cancelled", `abort after ${delayMs} ms`);
-    }
   });
 
   test("concurrent acquirers never get the same subnet", async (h) => {
