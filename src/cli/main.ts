@@ -17,6 +17,8 @@ import { systemClock } from "../util/clock.ts";
 import { createEtcdManager } from "../lease/etcd/store.ts";
 import { createFetch } from "../runtime/http.ts";
 import { VERSION } from "../version.ts";
+import { createKubeManager } from "../lease/kube/mod.ts";
+import { denoKubeRuntime } from "../runtime/kube_http.ts";
 import { NetlinkKernel } from "../netlink/kernel.ts";
 import { openNetlink } from "../netlink/transport/deno_ffi.ts";
 import { denoHost } from "../runtime/host.ts";
@@ -48,12 +50,6 @@ export async function main(argv: string[]): Promise<number> {
     mainLog.error(invalid);
     return 1;
   }
-  if (options.kubeSubnetMgr) {
-    mainLog.error(
-      "--kube-subnet-mgr is not supported by this build yet; use the etcd subnet manager (the default)",
-    );
-    return 1;
-  }
   const signal = shutdownSignal((m) => mainLog.info(m));
   const kernel = new NetlinkKernel({ open: openNetlink, log: log.child("netlink.ts") });
   try {
@@ -69,6 +65,15 @@ export async function main(argv: string[]): Promise<number> {
       host: denoHost,
       createTrafficManager: (o) => createTrafficManager({ ...o, run: denoRunStdinCommand }),
       createManager(previous) {
+        if (options.kubeSubnetMgr) {
+          return createKubeManager(
+            options,
+            Deno.env.toObject(),
+            log.child("kube.ts"),
+            systemClock,
+            denoKubeRuntime,
+          );
+        }
         const etcdLog = log.child("etcd.ts");
         const tls = Boolean(options.etcdCertfile && options.etcdKeyfile);
         if (!tls) etcdLog.warn("no certificate provided: connecting to etcd with http. This is insecure");

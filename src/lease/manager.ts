@@ -28,6 +28,11 @@ export interface SubnetManager {
   watchLeases(ownLease: Lease, signal: AbortSignal): AsyncIterable<LeaseBatch>;
   /** Keeps our lease: renews it before expiry and watches it until it is revoked or lost. */
   completeLease(lease: Lease, signal: AbortSignal): Promise<LeaseOutcome>;
+  /**
+   * Public addresses the store holds for this node (kube: the `node-public-ip[v6]` annotations),
+   * which override `--public-ip` / `--public-ipv6` (start-up step 12).
+   */
+  storedPublicIPs?(signal?: AbortSignal): Promise<{ publicIp?: string; publicIpv6?: string }>;
 }
 
 /** No free subnet is left in [SubnetMin, SubnetMax]. */
