@@ -1,95 +1,37 @@
 /**
- * `deno task bench`: prints numbers, asserts nothing (targets are read, not timed tests).
+ * `deno task bench`: runs every benchmark one after another (each as its own process, so they do
+ * not disturb each other) and prints their numbers. Nothing is asserted: targets are read by
+ * people, never timed tests. Benchmarks that cannot run here print one line saying why.
  *
- * - start-up: from spawning dist/flanneld (alloc backend) to /readyz answering 200, etcd up
- * - idle RSS of that daemon
- * - lease acquisition with 1000 existing leases (in-process subnet manager over the etcd client)
- * - start-up to ready with those 1000 leases present
+ *   deno task bench              all of them
+ *   deno task bench daemon rules only those named
  */
-import { EtcdClient } from "../../src/lease/etcd/client.ts";
-import { EtcdKV } from "../../src/lease/etcd/store.ts";
-import { KVSubnetManager } from "../../src/lease/kv_manager.ts";
-import { IP4 } from "../../src/ip/mod.ts";
-import { nullLogger } from "../../src/log/logger.ts";
-import { systemClock } from "../../src/util/clock.ts";
-import { etcdAvailable, startEtcd } from "../harness/etcd.ts";
-import { Flanneld, flanneldMissing } from "../harness/daemon.ts";
-
-const skip = etcdAvailable() ?? flanneldMissing();
-if (skip) {
-  console.log(`bench skipped: ${skip}`);
-  Deno.exit(0);
-}
-
-const stats = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const q = (p: number) => s[Math.min(s.length - 1, Math.floor(p * s.length))]!;
-  return `median ${q(0.5).toFixed(1)} ms, p90 ${q(0.9).toFixed(1)} ms, min ${
-    s[0]!.toFixed(1)
-  } ms (n=${s.length})`;
-};
-
-await using etcd = await startEtcd();
-const dir = await Deno.makeTempDir({ prefix: "flannel-bench-" });
-const client = new EtcdClient({ endpoints: [etcd.endpoint], log: nullLogger });
-const PREFIX = "/coreos.com/network";
-await client.put(`${PREFIX}/config`, `{"Network":"10.0.0.0/8","Backend":{"Type":"alloc"}}`);
-
-async function startToReady(label: string, runs: number): Promise<void> {
-  const times: number[] = [];
-  let rssKiB = 0;
-  for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    await using d = await Flanneld.start([
-      `--etcd-endpoints=${etcd.endpoint}`,
-      `--subnet-file=${dir}/bench.env`,
-      "--iface-can-reach=127.0.0.1",
-      `--public-ip=10.255.0.${i + 1}`,
-    ]);
-    await d.ready(30_000);
-    times.push(performance.now() - t0);
-    if (i === runs - 1) {
-      // Let start-up garbage settle before reading the resident size of the idle daemon.
-      await new Promise((r) => setTimeout(r, 2000));
-      const status = await Deno.readTextFile(`/proc/${d.pid}/status`);
-      rssKiB = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-    }
-    await d.stop();
+const here = new URL(".", import.meta.url).pathname;
+const ALL: [string, string][] = [
+  ["daemon", "start-up to ready, idle RSS, lease acquisition with 1000 existing leases"],
+  ["netlink", "netlink: 1000 routes by our FFI batch vs ip -batch, request round trip"],
+  ["rules", "iptables/nftables: install time, CPU per idle resync"],
+  ["cluster", "data path: iperf3 per backend vs plain veth, convergence for 1000/5000 peers, lease-to-route latency"],
+  ["udp", "udp backend vs vxlan, packets/s"],
+];
+const wanted = Deno.args.length ? ALL.filter(([n]) => Deno.args.includes(n)) : ALL;
+let failed = 0;
+for (const [name, what] of wanted) {
+  const file = `${here}${name}_bench.ts`;
+  console.log(`\n### ${name}: ${what}`);
+  try {
+    await Deno.stat(file);
+  } catch {
+    console.log(`(not available: ${file} does not exist yet)`);
+    continue;
   }
-  console.log(`start to ready (${label}): ${stats(times)}`);
-  console.log(`idle RSS (${label}): ${(rssKiB / 1024).toFixed(1)} MiB`);
+  const t0 = performance.now();
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", file],
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  console.log(`(${name} took ${((performance.now() - t0) / 1000).toFixed(1)} s${out.success ? "" : `, exit code ${out.code}`})`);
+  if (!out.success) failed++;
 }
-
-await startToReady("etcd up, no other leases", 5);
-
-// 1000 leases of other nodes.
-const t0 = performance.now();
-for (let b = 0; b < 1000; b += 100) {
-  await Promise.all(Array.from({ length: 100 }, (_, j) => {
-    const i = b + j;
-    return client.put(
-      `${PREFIX}/subnets/10.${1 + (i >> 8)}.${i & 255}.0-24`,
-      `{"PublicIP":"172.16.${i >> 8}.${i & 255}","PublicIPv6":null}`,
-    );
-  }));
-}
-console.log(`writing 1000 leases to etcd: ${(performance.now() - t0).toFixed(0)} ms`);
-
-const m = new KVSubnetManager({
-  kv: new EtcdKV(client),
-  prefix: PREFIX,
-  log: nullLogger,
-  clock: systemClock,
-});
-const acquire: number[] = [];
-for (let i = 0; i < 20; i++) {
-  const t = performance.now();
-  const lease = await m.acquireLease({ publicIP: IP4.parse(`192.168.0.${i + 1}`) });
-  acquire.push(performance.now() - t);
-  await client.delete(`${PREFIX}/subnets/${lease.subnet.ip}-${lease.subnet.prefixLen}`);
-}
-console.log(`lease acquisition with 1000 existing leases: ${stats(acquire)}`);
-
-await startToReady("1000 existing leases", 3);
-client.close();
-await Deno.remove(dir, { recursive: true });
+if (failed) Deno.exit(1);
