@@ -11,7 +11,10 @@ const ALL: [string, string][] = [
   ["daemon", "start-up to ready, idle RSS, lease acquisition with 1000 existing leases"],
   ["netlink", "netlink: 1000 routes by our FFI batch vs ip -batch, request round trip"],
   ["rules", "iptables/nftables: install time, CPU per idle resync"],
-  ["cluster", "data path: iperf3 per backend vs plain veth, convergence for 1000/5000 peers, lease-to-route latency"],
+  [
+    "cluster",
+    "data path: iperf3 per backend vs plain veth, convergence for 1000/5000 peers, lease-to-route latency",
+  ],
   ["udp", "udp backend vs vxlan, packets/s"],
 ];
 const wanted = Deno.args.length ? ALL.filter(([n]) => Deno.args.includes(n)) : ALL;
@@ -31,7 +34,11 @@ for (const [name, what] of wanted) {
     stdout: "inherit",
     stderr: "inherit",
   }).output();
-  console.log(`(${name} took ${((performance.now() - t0) / 1000).toFixed(1)} s${out.success ? "" : `, exit code ${out.code}`})`);
+  console.log(
+    `(${name} took ${((performance.now() - t0) / 1000).toFixed(1)} s${
+      out.success ? "" : `, exit code ${out.code}`
+    })`,
+  );
   if (!out.success) failed++;
 }
 if (failed) Deno.exit(1);
