@@ -95,9 +95,10 @@ export const denoHost: HostOps = {
       ...(opts.env ? { env: opts.env } : {}),
     }).spawn();
     if (opts.stdin !== undefined) {
+      // A command that exits without reading its input is fine: ignore the broken pipe.
       const w = child.stdin.getWriter();
-      await w.write(new TextEncoder().encode(opts.stdin));
-      await w.close();
+      await w.write(new TextEncoder().encode(opts.stdin)).catch(() => {});
+      await w.close().catch(() => {});
     }
     const out = await child.output();
     return { code: out.code, output: dec.decode(out.stdout) + dec.decode(out.stderr) };
