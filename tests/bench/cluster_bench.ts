@@ -62,16 +62,6 @@ async function wireguardGoBaseline(): Promise<number | undefined> {
   };
   const ka = await keys(), kb = await keys();
   const dir = await Deno.makeTempDir();
-  const sh = (ns: string, script: string) =>
-    run([
-      "unshare",
-      "--mount",
-      "--propagation",
-      "private",
-      "sh",
-      "-c",
-      `mkdir -p /run/wireguard && mount -t tmpfs x /run/wireguard && ip netns exec ${ns} sh -c '${script}'`,
-    ], 20_000);
   try {
     await run(["ip", "-n", a, "link", "add", "u0", "type", "veth", "peer", "name", "u1", "netns", b]);
     await run(["ip", "-n", a, "addr", "add", "198.19.0.1/24", "dev", "u0"]);
@@ -115,7 +105,6 @@ async function wireguardGoBaseline(): Promise<number | undefined> {
       stdout: "null",
       stderr: "null",
     }).spawn();
-    void sh;
     const deadline = Date.now() + 10_000;
     while (
       !(await run(["ip", "netns", "exec", a, "ping", "-c1", "-W1", "10.99.0.2"])).stdout.includes(
