@@ -15,6 +15,31 @@ export interface Files {
   writeAtomic(path: string, data: string, mode: number): Promise<void>;
 }
 
+/**
+ * Writes a file atomically (temporary file in the same directory, then rename) with exactly
+ * `mode`, creating missing parent directories with `dirMode`.
+ */
+export async function writeFileAtomic(
+  path: string,
+  data: string,
+  mode: number,
+  dirMode = 0o755,
+): Promise<void> {
+  const slash = path.lastIndexOf("/");
+  const dir = slash > 0 ? path.slice(0, slash) : slash === 0 ? "/" : ".";
+  const base = path.slice(slash + 1);
+  await Deno.mkdir(dir, { recursive: true, mode: dirMode });
+  const tmp = `${dir}/.${base}.${Deno.pid}.tmp`;
+  try {
+    await Deno.writeTextFile(tmp, data, { mode });
+    await Deno.chmod(tmp, mode);
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+}
+
 /** {@linkcode Files} on Deno. */
 export const denoFiles: Files = {
   async readText(path) {
@@ -25,19 +50,5 @@ export const denoFiles: Files = {
       throw e;
     }
   },
-  async writeAtomic(path, data, mode) {
-    const slash = path.lastIndexOf("/");
-    const dir = slash > 0 ? path.slice(0, slash) : slash === 0 ? "/" : ".";
-    const base = path.slice(slash + 1);
-    await Deno.mkdir(dir, { recursive: true, mode: 0o755 });
-    const tmp = `${dir}/.${base}.${Deno.pid}.tmp`;
-    try {
-      await Deno.writeTextFile(tmp, data, { mode });
-      await Deno.chmod(tmp, mode);
-      await Deno.rename(tmp, path);
-    } catch (e) {
-      await Deno.remove(tmp).catch(() => {});
-      throw e;
-    }
-  },
+  writeAtomic: (path, data, mode) => writeFileAtomic(path, data, mode),
 };

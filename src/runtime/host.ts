@@ -4,6 +4,7 @@
  * @module
  */
 import type { Child, HostOps } from "../backends/host.ts";
+import { writeFileAtomic } from "./fs.ts";
 
 const dec = new TextDecoder();
 
@@ -39,19 +40,7 @@ export const denoHost: HostOps = {
       throw e;
     }
   },
-  async writeFile(path, data, mode, dirMode) {
-    const dir = path.slice(0, path.lastIndexOf("/")) || "/";
-    await Deno.mkdir(dir, { recursive: true, mode: dirMode });
-    const tmp = `${path}.${Deno.pid}.tmp`;
-    try {
-      await Deno.writeTextFile(tmp, data, { mode });
-      await Deno.chmod(tmp, mode);
-      await Deno.rename(tmp, path);
-    } catch (e) {
-      await Deno.remove(tmp).catch(() => {});
-      throw e;
-    }
-  },
+  writeFile: (path, data, mode, dirMode) => writeFileAtomic(path, data, mode, dirMode),
   async which(cmd, extraDirs = []) {
     const dirs = [...(Deno.env.get("PATH") ?? "").split(":").filter(Boolean), ...extraDirs];
     for (const d of dirs) {
