@@ -143,6 +143,28 @@ export async function runDaemon(deps: DaemonDeps, outer: AbortSignal): Promise<n
       }
     }
 
+    // 12. Public addresses the store holds for us (kube: node-public-ip annotations) override the flags.
+    let publicIp = options.publicIp;
+    let publicIpv6 = options.publicIpv6;
+    if (manager.storedPublicIPs) {
+      const stored = await manager.storedPublicIPs(signal).catch((e) => {
+        log.warn(`Cannot read the stored public IPs, using the flags: ${(e as Error).message}`);
+        return {} as { publicIp?: string; publicIpv6?: string };
+      });
+      if (stored.publicIp) {
+        log.info(
+          `Using the stored public IP ${stored.publicIp} instead of --public-ip="${options.publicIp}"`,
+        );
+        publicIp = stored.publicIp;
+      }
+      if (stored.publicIpv6) {
+        log.info(
+          `Using the stored public IPv6 ${stored.publicIpv6} instead of --public-ipv6="${options.publicIpv6}"`,
+        );
+        publicIpv6 = stored.publicIpv6;
+      }
+    }
+
     // 13. The external interface.
     let ext;
     try {
@@ -151,8 +173,8 @@ export async function runDaemon(deps: DaemonDeps, outer: AbortSignal): Promise<n
           iface: options.iface,
           ifaceRegex: options.ifaceRegex,
           ifaceCanReach: options.ifaceCanReach,
-          publicIp: options.publicIp,
-          publicIpv6: options.publicIpv6,
+          publicIp,
+          publicIpv6,
           enableIPv4: config.enableIPv4,
           enableIPv6: config.enableIPv6,
         },

@@ -3,7 +3,9 @@
  *
  * - `flt-<run>-infra`: the underlay switch, a bridge `br0` with 192.0.2.1/24 (and 2001:db8:1::1/64
  *   when dual-stack), and a real etcd listening on `http://192.0.2.1:2379`. It does not forward,
- *   so pod traffic sent to the default route dies there instead of faking connectivity.
+ *   so pod traffic sent to the default route dies there instead of faking connectivity. (A node
+ *   added with `routed` sits on a second segment, and the switch then routes between the two
+ *   underlay segments only: see cluster_net.ts.)
  * - `flt-<run>-n<i>`: node i, a veth `eth0` into `br0` with 192.0.2.(10+i)/24 (2001:db8:1::(10+i)),
  *   a default route via the switch (the daemon's default-route interface selection finds `eth0`),
  *   forwarding on, and the bundled `dist/flanneld` running under `ip netns exec`.
@@ -49,12 +51,13 @@ import {
   setNetSysctls,
   type SubnetEnv,
 } from "./cni.ts";
+import { addRoutedSegment, SWITCH_MACS, underlayOf } from "./cluster_net.ts";
 
 export type { ExecResult, IperfResult, PingMatrix, Pod, SubnetEnv };
 
 /** The etcd prefix the daemons use (upstream's default). */
 export const ETCD_PREFIX = "/coreos.com/network";
-/** The switch's addresses; nodes are .10+i / ::(10+i). */
+/** The switch's addresses; nodes are .10+i / ::(10+i) (cluster_net.ts has the routed segment). */
 const UNDERLAY4 = "192.0.2.";
 const UNDERLAY6 = "2001:db8:1::";
 /** The health server port inside every node (each namespace has its own loopback). */
@@ -79,8 +82,15 @@ export interface ClusterOptions {
   podsPerNode?: number;
   /** More flanneld flags, for every node or per node index. */
   daemonArgs?: string[] | ((node: number) => string[]);
+  /** Extra environment for each node's daemon (e.g. NODE_NAME in kube mode). */
+  daemonEnv?: Record<string, string> | ((node: number) => Record<string, string>);
   /** Deadline for each daemon to become ready; default 30 s. */
   readyTimeoutMs?: number;
+  /**
+   * Give each node's daemons one /run/flannel directory (`<node dir>/run`), kept across daemon
+   * restarts as on a real node, instead of a fresh tmpfs per daemon start.
+   */
+  keepRunDir?: boolean;
   /** Progress lines (the demo prints them). */
   log?: (line: string) => void;
   /** Aborts a start in progress: it stops at the next step, tears down and throws. */
@@ -184,6 +194,7 @@ export class Cluster {
   readonly #procs = new Set<Deno.ChildProcess>();
   readonly #podSeq = new Map<number, number>();
   #nextIndex = 1;
+  #routed: Promise<void> | undefined;
   #down: Promise<void> | undefined;
 
   private constructor(dir: string, runId: string, opts: ClusterOptions) {
@@ -247,7 +258,9 @@ export class Cluster {
   async #startInfra(): Promise<void> {
     const ns = this.infra;
     await this.#addNetns(ns);
-    await ip("-n", ns, "link", "add", "br0", "type", "bridge");
+    // A set MAC: a bridge without one takes its ports' lowest, and changing it when a node leaves
+    // would leave the other nodes' ARP entries for the switch (and etcd) stale for half a minute.
+    await ip("-n", ns, "link", "add", "br0", "address", SWITCH_MACS[0], "type", "bridge");
     await ip("-n", ns, "addr", "add", `${UNDERLAY4}1/24`, "dev", "br0");
     if (this.#opts.ipv6) await ip("-n", ns, "addr", "add", `${UNDERLAY6}1/64`, "dev", "br0", "nodad");
     await ip("-n", ns, "link", "set", "br0", "up");
@@ -260,27 +273,32 @@ export class Cluster {
     this.#log(`switch ${ns}: br0 ${UNDERLAY4}1/24, etcd ${this.#etcd.endpoint}`);
   }
 
-  /** Adds a node: namespace, veth into the switch, daemon (ready, subnet.env written) and its pods. */
-  async addNode(): Promise<ClusterNode> {
+  /**
+   * Adds a node: namespace, veth into the switch, daemon (ready, subnet.env written) and its pods.
+   * With `routed`, the node sits on the second underlay segment, reached through the switch
+   * (see cluster_net.ts).
+   */
+  async addNode(opts: { routed?: boolean } = {}): Promise<ClusterNode> {
     this.#check();
     const index = this.#nextIndex++;
     if (index > 240) throw new RangeError("Cluster supports at most 240 nodes");
     const ns = `flt-${this.runId}-n${index}`;
-    const addr4 = `${UNDERLAY4}${10 + index}`;
-    const addr6 = this.#opts.ipv6 ? `${UNDERLAY6}${10 + index}` : undefined;
+    const u = underlayOf(index, opts.routed ?? false, this.#opts.ipv6 ?? false);
+    const [addr4, addr6] = [u.addr4, u.addr6];
+    if (opts.routed) await (this.#routed ??= addRoutedSegment(this.infra, this.#opts.ipv6 ?? false));
     const dir = `${this.dir}/n${index}`;
     await Deno.mkdir(dir, { recursive: true });
     await this.#addNetns(ns);
     const veth = ["link", "add", `n${index}`, "type", "veth", "peer", "name", "eth0", "netns", ns];
     await ip("-n", this.infra, ...veth);
-    await ip("-n", this.infra, "link", "set", `n${index}`, "master", "br0", "up");
+    await ip("-n", this.infra, "link", "set", `n${index}`, "master", u.bridge, "up");
     await setNetSysctls(ns, { "ipv4/ip_forward": 1, "ipv6/conf/all/forwarding": 1 });
     await ip("-n", ns, "link", "set", "eth0", "up");
     await ip("-n", ns, "addr", "add", `${addr4}/24`, "dev", "eth0");
-    await ip("-n", ns, "route", "add", "default", "via", `${UNDERLAY4}1`);
+    await ip("-n", ns, "route", "add", "default", "via", u.gw4);
     if (addr6) {
       await ip("-n", ns, "addr", "add", `${addr6}/64`, "dev", "eth0", "nodad");
-      await ip("-n", ns, "-6", "route", "add", "default", "via", `${UNDERLAY6}1`);
+      await ip("-n", ns, "-6", "route", "add", "default", "via", u.gw6);
     }
     const subnetFile = `${dir}/subnet.env`;
     const node = { index, ns, ip: addr4, ip6: addr6, dir, subnetFile, pods: [] as Pod[] } as Omit<
@@ -305,7 +323,11 @@ export class Cluster {
       `--healthz-port=${HEALTH_PORT}`,
       ...(typeof extra === "function" ? extra(node.index) : extra ?? []),
     ];
-    const d = await Flanneld.start(args, {}, { prefix: daemonPrefix(node.ns) });
+    const runDir = this.#opts.keepRunDir ? `${node.dir}/run` : undefined;
+    if (runDir) await Deno.mkdir(runDir, { recursive: true, mode: 0o755 });
+    const envOpt = this.#opts.daemonEnv;
+    const env = typeof envOpt === "function" ? envOpt(node.index) : envOpt ?? {};
+    const d = await Flanneld.start(args, env, { prefix: daemonPrefix(node.ns, runDir) });
     this.#daemons.add(d);
     const timeout = this.#opts.readyTimeoutMs ?? 30_000;
     await abortable(d.ready(timeout), this.#opts.signal);
@@ -528,8 +550,9 @@ async function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Pro
  * How a node's daemon is started: in the node's network namespace, and in a mount namespace of
  * its own with private tmpfs on /run/wireguard (wireguard-go's control sockets) and /run/flannel
  * (the WireGuard key file), which network namespaces would otherwise share, as real nodes don't.
+ * With `runDir`, /run/flannel is that directory (bind-mounted) instead of a fresh tmpfs.
  */
-export function daemonPrefix(ns: string): string[] {
+export function daemonPrefix(ns: string, runDir?: string): string[] {
   const [first, ...rest] = inNetns(ns);
   const netns = first === "ip" ? [first, ...rest] : rest.slice(rest.indexOf("ip"));
   const setpriv = first === "ip" ? [] : [first!, ...rest.slice(0, rest.indexOf("ip"))];
@@ -541,7 +564,8 @@ export function daemonPrefix(ns: string): string[] {
     "private",
     "sh",
     "-c",
-    'for d in /run/wireguard /run/flannel; do mkdir -p $d && mount -t tmpfs flt $d || exit 1; done; exec "$0" "$@"',
+    "for d in /run/wireguard /run/flannel; do mkdir -p $d && mount -t tmpfs flt $d || exit 1; done; " +
+    (runDir ? `mount --bind '${runDir}' /run/flannel || exit 1; ` : "") + 'exec "$0" "$@"',
     ...netns,
   ];
 }
