@@ -22,6 +22,7 @@ import { denoKubeRuntime } from "../runtime/kube_http.ts";
 import { NetlinkKernel } from "../netlink/kernel.ts";
 import { openNetlink } from "../netlink/transport/deno_ffi.ts";
 import { denoHost } from "../runtime/host.ts";
+import { sdNotify } from "../runtime/sd_notify.ts";
 import { createTrafficManager } from "../rules/mod.ts";
 import { denoRunStdinCommand } from "../runtime/command_stdin.ts";
 
@@ -63,6 +64,7 @@ export async function main(argv: string[]): Promise<number> {
       serveHealth: denoServeHealth,
       kernel,
       host: denoHost,
+      notifyReady: () => sdNotify(Deno.env.get("NOTIFY_SOCKET"), "READY=1"),
       createTrafficManager: (o) => createTrafficManager({ ...o, run: denoRunStdinCommand }),
       createManager(previous) {
         if (options.kubeSubnetMgr) {

@@ -48,6 +48,8 @@ export interface DaemonDeps {
   kernel?: KernelOps;
   /** Host access (files, processes, sockets) for the backends that need it. */
   host?: HostOps;
+  /** systemd readiness (`sd_notify`); returns why it failed, if it did. */
+  notifyReady?: () => string | undefined;
   /** Builds the iptables/nftables manager; without it no traffic rules are installed. */
   createTrafficManager?: (o: Omit<TrafficManagerOptions, "run">) => TrafficManager;
 }
@@ -319,6 +321,10 @@ export async function runDaemon(deps: DaemonDeps, outer: AbortSignal): Promise<n
       },
     );
     tasks.push(running);
+
+    // 21. Tell systemd (a no-op without NOTIFY_SOCKET).
+    const notifyFailed = deps.notifyReady?.();
+    if (notifyFailed) log.warn(`Cannot notify systemd: ${notifyFailed}`);
 
     // 22. Keep the lease until it is revoked, lost, or we are signalled.
     const outcome = await manager.completeLease(lease, signal);
