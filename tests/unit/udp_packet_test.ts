@@ -103,6 +103,17 @@ Deno.test("udp core: the peer table finds the containing subnet and moves hits t
   assert.equal(t.lookup(IP4.parse("10.5.3.9").value)?.addr, IP4.parse("192.0.2.3").value);
   assert.equal(t.lookup(IP4.parse("10.5.3.10").value)?.addr, IP4.parse("192.0.2.3").value);
   assert.equal(t.lookup(IP4.parse("10.5.4.1").value), undefined);
+  const order = () => t.routes().map((r) => IP4.fromNumber(r.addr).toString());
+  assert.deepEqual(order(), ["192.0.2.3", "192.0.2.2"], "the hit moved to the front");
+  t.set([
+    route("10.5.2.0/24", "192.0.2.2"),
+    route("10.5.3.0/24", "192.0.2.3"),
+    route("10.5.4.0/24", "192.0.2.4"),
+  ]);
+  t.lookup(IP4.parse("10.5.4.1").value);
+  assert.deepEqual(order(), ["192.0.2.4", "192.0.2.2", "192.0.2.3"], "the rest keep their order");
+  t.lookup(IP4.parse("10.5.4.2").value);
+  assert.deepEqual(order(), ["192.0.2.4", "192.0.2.2", "192.0.2.3"], "a hit at the front changes nothing");
 });
 
 Deno.test("udp core: ICMP net unreachable quotes header + 8 bytes, from our address, TTL 8", () => {
@@ -117,7 +128,25 @@ Deno.test("udp core: ICMP net unreachable quotes header + 8 bytes, from our addr
   assert.equal(onesSum(out, 0, 20), 0xffff, "IP checksum");
   assert.equal(onesSum(out, 20, n - 20), 0xffff, "ICMP checksum");
   assert.deepEqual(out.subarray(28, n), p.subarray(0, 28));
-  assert.equal(icmpNetUnreachable(packet(64, 1), 33, 1, out), 0, "never for ICMP");
+  const icmp = (type: number) => {
+    const p = packet(64, 1);
+    p[20] = type;
+    return p;
+  };
+  for (const type of [3, 4, 5, 11, 12]) {
+    assert.equal(icmpNetUnreachable(icmp(type), 33, 1, out), 0, `never for an ICMP error (type ${type})`);
+  }
+  assert.ok(icmpNetUnreachable(icmp(8), 33, 1, out) > 0, "an echo request is a query: it gets one");
+  assert.equal(icmpNetUnreachable(icmp(8), 20, 1, out), 0, "ICMP without its type byte");
+  const to = (a: number, b: number) => {
+    const p = packet(64);
+    p[a] = b;
+    return p;
+  };
+  assert.equal(icmpNetUnreachable(to(16, 224), 33, 1, out), 0, "never to multicast");
+  assert.equal(icmpNetUnreachable(to(16, 255), 33, 1, out), 0, "never to broadcast");
+  assert.equal(icmpNetUnreachable(to(12, 0), 33, 1, out), 0, "never to 0.x.x.x");
+  assert.equal(icmpNetUnreachable(to(12, 127), 33, 1, out), 0, "never to loopback sources");
   assert.equal(icmpNetUnreachable(packet(64, 17, 0x0010), 33, 1, out), 0, "never for a non-first fragment");
   assert.ok(
     icmpNetUnreachable(packet(64, 17, 0x2000), 33, 1, out) > 0,

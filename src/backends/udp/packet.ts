@@ -29,37 +29,39 @@ export function ipv4HeaderChecksum(b: Uint8Array, off = 0): number {
   return c;
 }
 
-/** True when `b[0..len)` starts with a plausible IPv4 header. */
-export function isIPv4(b: Uint8Array, len: number): boolean {
-  return len >= 20 && (b[0]! >> 4) === 4 && (b[0]! & 0x0f) >= 5 && (b[0]! & 0x0f) * 4 <= len;
+/** True when the `len` bytes at `off` start with a plausible IPv4 header. */
+export function isIPv4(b: Uint8Array, len: number, off = 0): boolean {
+  const v = b[off]!;
+  return len >= 20 && (v >> 4) === 4 && (v & 0x0f) >= 5 && (v & 0x0f) * 4 <= len;
 }
 
-/** The destination address as an unsigned 32-bit number. */
-export function ipv4Dst(b: Uint8Array): number {
-  return ((b[16]! << 24) | (b[17]! << 16) | (b[18]! << 8) | b[19]!) >>> 0;
+/** The destination address of the packet at `off`, as an unsigned 32-bit number. */
+export function ipv4Dst(b: Uint8Array, off = 0): number {
+  return ((b[off + 16]! << 24) | (b[off + 17]! << 16) | (b[off + 18]! << 8) | b[off + 19]!) >>> 0;
 }
 
-/** The source address as an unsigned 32-bit number. */
-export function ipv4Src(b: Uint8Array): number {
-  return ((b[12]! << 24) | (b[13]! << 16) | (b[14]! << 8) | b[15]!) >>> 0;
+/** The source address of the packet at `off`, as an unsigned 32-bit number. */
+export function ipv4Src(b: Uint8Array, off = 0): number {
+  return ((b[off + 12]! << 24) | (b[off + 13]! << 16) | (b[off + 14]! << 8) | b[off + 15]!) >>> 0;
 }
 
 /**
- * Decrements the TTL in place and fixes the checksum incrementally. Returns false (drop) when
- * the TTL would reach 0.
+ * Decrements the TTL of the packet at `off` in place and fixes the checksum incrementally.
+ * Returns false (drop) when the TTL would reach 0.
  */
-export function decrementTTL(b: Uint8Array): boolean {
-  const ttl = b[8]!;
+export function decrementTTL(b: Uint8Array, off = 0): boolean {
+  const ttl = b[off + 8]!;
   if (ttl <= 1) return false;
   // RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'), m = the 16-bit word holding TTL and protocol.
-  const old = (ttl << 8) | b[9]!;
-  const neu = ((ttl - 1) << 8) | b[9]!;
-  let sum = (~((b[10]! << 8) | b[11]!) & 0xffff) + (~old & 0xffff) + neu;
+  const proto = b[off + 9]!;
+  const old = (ttl << 8) | proto;
+  const neu = ((ttl - 1) << 8) | proto;
+  let sum = (~((b[off + 10]! << 8) | b[off + 11]!) & 0xffff) + (~old & 0xffff) + neu;
   while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
   const hc = ~sum & 0xffff;
-  b[8] = ttl - 1;
-  b[10] = hc >> 8;
-  b[11] = hc & 0xff;
+  b[off + 8] = ttl - 1;
+  b[off + 10] = hc >> 8;
+  b[off + 11] = hc & 0xff;
   return true;
 }
 
@@ -87,32 +89,57 @@ export class PeerTable {
     return this.#routes.length;
   }
 
+  /** The first route containing `dst`, moved to the front; allocation-free. */
   lookup(dst: number): PeerRoute | undefined {
     const rs = this.#routes;
     for (let i = 0; i < rs.length; i++) {
       const r = rs[i]!;
       if (((dst & r.mask) >>> 0) === r.net) {
-        if (i > 0) {
-          rs.splice(i, 1);
-          rs.unshift(r);
-        }
+        // Shift the ones before it back by one (splice/unshift would allocate an array per hit).
+        for (let j = i; j > 0; j--) rs[j] = rs[j - 1]!;
+        rs[0] = r;
         return r;
       }
     }
     return undefined;
+  }
+
+  /** The routes in their current search order. */
+  routes(): readonly PeerRoute[] {
+    return this.#routes;
   }
 }
 
 /**
  * Writes into `out` an ICMP destination-unreachable (type 3, code 0: net unreachable) for the
  * packet `pkt`, from `src` (our TUN address), TTL 8, quoting the original header and 8 bytes.
- * Returns its length, or 0 when none may be sent (the packet is ICMP or a non-first fragment).
+ * Returns its length, or 0 when none may be sent (RFC 1122 3.2.2): the packet is an ICMP error
+ * message, a non-first fragment, to a multicast or broadcast address, or from an address that is
+ * not one host (0/8, 127/8, multicast, class E).
+ *
+ * Upstream's C proxy answers no ICMP at all, so `ping` to an unknown destination saw nothing; an
+ * echo request is a query, not an error, and RFC 1122 only forbids errors about errors, so it
+ * gets "Destination Net Unreachable" here.
  */
-export function icmpNetUnreachable(pkt: Uint8Array, len: number, src: number, out: Uint8Array): number {
-  if (pkt[9] === 1) return 0; // never answer ICMP with ICMP
-  const fragOffset = ((pkt[6]! & 0x1f) << 8) | pkt[7]!;
+export function icmpNetUnreachable(
+  pkt: Uint8Array,
+  len: number,
+  src: number,
+  out: Uint8Array,
+  off = 0,
+): number {
+  const ihl = (pkt[off]! & 0x0f) * 4;
+  if (pkt[off + 9] === 1) {
+    if (len <= ihl) return 0;
+    const type = pkt[off + ihl]!;
+    // Destination unreachable, source quench, redirect, time exceeded, parameter problem.
+    if (type === 3 || type === 4 || type === 5 || type === 11 || type === 12) return 0;
+  }
+  const fragOffset = ((pkt[off + 6]! & 0x1f) << 8) | pkt[off + 7]!;
   if (fragOffset !== 0) return 0;
-  const ihl = (pkt[0]! & 0x0f) * 4;
+  if (pkt[off + 16]! >= 224) return 0; // multicast, class E, limited broadcast
+  const s0 = pkt[off + 12]!;
+  if (s0 === 0 || s0 === 127 || s0 >= 224) return 0;
   const quote = Math.min(len, ihl + 8);
   const total = 20 + 8 + quote;
   if (out.length < total) return 0;
@@ -126,13 +153,13 @@ export function icmpNetUnreachable(pkt: Uint8Array, len: number, src: number, ou
   out[13] = (src >>> 16) & 0xff;
   out[14] = (src >>> 8) & 0xff;
   out[15] = src & 0xff;
-  out.set(pkt.subarray(12, 16), 16); // to the original sender
+  for (let i = 0; i < 4; i++) out[16 + i] = pkt[off + 12 + i]!; // to the original sender
   const hc = ipv4HeaderChecksum(out, 0);
   out[10] = hc >> 8;
   out[11] = hc & 0xff;
   out[20] = 3; // destination unreachable
   out[21] = 0; // net unreachable
-  out.set(pkt.subarray(0, quote), 28);
+  for (let i = 0; i < quote; i++) out[28 + i] = pkt[off + i]!;
   const ic = ~onesSum(out, 20, 8 + quote) & 0xffff;
   out[22] = ic >> 8;
   out[23] = ic & 0xff;
