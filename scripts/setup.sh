@@ -43,3 +43,5 @@ if [ ! -x "$here/tools/deno/node_modules/.bin/deno" ] || [ ! -x "$here/tools/den
   (cd "$here/tools/deno" && npm install --no-audit --no-fund --loglevel=error >&2)
 fi
 export PATH="$here/tools/deno/node_modules/.bin:$PATH"
+# Deno must not look for updates on dl.deno.land (no traffic leaves this machine but to registries).
+export DENO_NO_UPDATE_CHECK=1

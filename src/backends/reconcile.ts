@@ -11,6 +11,7 @@
  * @module
  */
 import type { Logger } from "../log/logger.ts";
+import { IP4 } from "../ip/mod.ts";
 import { type Fdb, type KernelOps, MAIN_TABLE, type Neigh, type Route } from "../netlink/ops.ts";
 
 /** The route protocol number that marks routes flannel-ts installed (`ip route … proto 91`). */
@@ -41,9 +42,17 @@ export interface ReconcileResult {
   errors: Error[];
 }
 
-/** Identity of a route for replace/delete: table, type, destination, metric. */
+/** The kernel stores an IPv6 route added with metric 0 as metric 1024 (IP6_RT_PRIO_USER). */
+export const IPV6_DEFAULT_METRIC = 1024;
+
+/** The metric the kernel reports for a route added with `r.metric`. */
+export function effectiveMetric(r: Route): number {
+  return r.metric || (r.dst.ip instanceof IP4 ? 0 : IPV6_DEFAULT_METRIC);
+}
+
+/** Identity of a route for replace/delete: table, type, destination, metric (as the kernel keeps it). */
 export function routeKey(r: Route): string {
-  return `${r.table ?? MAIN_TABLE}|${r.type ?? "unicast"}|${r.dst.network()}|${r.metric ?? 0}`;
+  return `${r.table ?? MAIN_TABLE}|${r.type ?? "unicast"}|${r.dst.network()}|${effectiveMetric(r)}`;
 }
 
 function sameRoute(a: Route, b: Route): boolean {

@@ -303,7 +303,7 @@ export interface RouteLookup {
 }
 
 /**
- * The RTM_GETROUTE request `ip route get` sends: a full-length destination and
+ * The RTM_GETROUTE request `ip route get` sends: a full-length destination and (IPv4 only)
  * RTM_F_LOOKUP_TABLE, so the kernel resolves the route and reports the table it came from. Send it
  * with NLM_F_REQUEST (no NLM_F_DUMP); the answer is one RTM_NEWROUTE.
  *
@@ -327,7 +327,9 @@ export function routeLookupRequest(q: RouteLookup): Route {
     protocol: 0,
     scope: 0,
     type: 0,
-    flags: RTM_F_LOOKUP_TABLE | (q.fibMatch ? RTM_F_FIB_MATCH : 0),
+    // IPv6 refuses RTM_F_LOOKUP_TABLE under strict checking ("Invalid flags for get route
+    // request"); iproute2 sets it for IPv4 only.
+    flags: (family === AF_INET ? RTM_F_LOOKUP_TABLE : 0) | (q.fibMatch ? RTM_F_FIB_MATCH : 0),
     dst: q.dst,
   };
   if (q.src) r.src = q.src;
