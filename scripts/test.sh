@@ -21,13 +21,21 @@ deno task bundle
 echo "== tests"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+rc=0
+# The fast tiers in parallel; then the end-to-end tiers one file at a time, since their latency
+# assertions (a node reachable within 2 s, a device healed within 2 s) are about our daemon, not
+# about a 2-core machine shared with a parallel test run.
 set +e
-deno test -A --parallel tests/unit tests/conformance tests/integration tests/privileged tests/e2e 2>&1 | tee "$log"
-rc=${PIPESTATUS[0]}
+deno test -A --parallel tests/unit tests/conformance tests/integration tests/privileged 2>&1 | tee -a "$log"
+r1=${PIPESTATUS[0]}
+deno test -A tests/e2e 2>&1 | tee -a "$log"
+r2=${PIPESTATUS[0]}
 set -e
-passed=$(grep -Eo '[0-9]+ passed' "$log" | tail -1 | grep -Eo '[0-9]+' || echo 0)
-failed=$(grep -Eo '[0-9]+ failed' "$log" | tail -1 | grep -Eo '[0-9]+' || echo 0)
-ignored=$(grep -Eo '[0-9]+ ignored' "$log" | tail -1 | grep -Eo '[0-9]+' || echo 0)
+[ "$r1" = 0 ] && [ "$r2" = 0 ] || rc=1
+summary=$(grep -E '^(ok|FAILED) \|' "$log" || true)
+passed=$(echo "$summary" | grep -Eo '[0-9]+ passed' | grep -Eo '^[0-9]+' | awk '{s+=$1} END {print s+0}')
+failed=$(echo "$summary" | grep -Eo '[0-9]+ failed' | grep -Eo '^[0-9]+' | awk '{s+=$1} END {print s+0}')
+ignored=$(echo "$summary" | grep -Eo '[0-9]+ ignored' | grep -Eo '^[0-9]+' | awk '{s+=$1} END {print s+0}')
 if [ "$rc" != 0 ] && [ "$failed" = 0 ]; then failed=1; fi
 
 echo "== npm package"
