@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { OpenDataPath } from "./udp/sys.ts";
 
 /** A child process a backend started (wireguard-go, charon, an extension command). */
 export interface Child {
@@ -40,4 +41,6 @@ export interface HostOps {
   ): Promise<Uint8Array>;
   /** Does the path exist? */
   exists(path: string): Promise<boolean>;
+  /** Opens the udp backend's TUN device and UDP socket (the runtime's FFI data path). */
+  openUdpDataPath?: OpenDataPath;
 }

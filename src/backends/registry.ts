@@ -9,6 +9,7 @@ import { extensionBackend } from "./extension/mod.ts";
 import { hostGwBackend } from "./host_gw/mod.ts";
 import { ipipBackend } from "./ipip/mod.ts";
 import { ipsecBackend } from "./ipsec/mod.ts";
+import { udpBackend } from "./udp/mod.ts";
 import { vxlanBackend } from "./vxlan/mod.ts";
 import { wireguardBackend } from "./wireguard/mod.ts";
 
@@ -53,6 +54,7 @@ export const defaultBackends: readonly BackendFactory[] = [
   hostGwBackend,
   ipipBackend,
   ipsecBackend,
+  udpBackend,
   vxlanBackend,
   wireguardBackend,
 ];

@@ -5,6 +5,7 @@
  */
 import type { Child, HostOps } from "../backends/host.ts";
 import { writeFileAtomic } from "./fs.ts";
+import { openDenoDataPath } from "../backends/udp/sys_deno.ts";
 
 const dec = new TextDecoder();
 
@@ -112,6 +113,7 @@ export const denoHost: HostOps = {
       conn.close();
     }
   },
+  openUdpDataPath: openDenoDataPath,
   async exists(path) {
     try {
       await Deno.stat(path);

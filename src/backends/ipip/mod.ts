@@ -106,9 +106,14 @@ export const ipipBackend: BackendFactory = {
           protocol: RTPROT_FLANNEL,
         });
       }
-      ctx.onReconcile?.(
-        await reconcile(kernel, { routes, neighs: [], fdbs: [] }, { devices: [], route: owns }, log),
+      // Not onReconcile?.(await reconcile(…)): optional chaining would skip the reconcile itself.
+      const result = await reconcile(
+        kernel,
+        { routes, neighs: [], fdbs: [] },
+        { devices: [], route: owns },
+        log,
       );
+      ctx.onReconcile?.(result);
     };
     const interesting = (e: KernelEvent) =>
       (e.kind === "link" && e.link.name === IPIP_DEVICE) ||
