@@ -17,7 +17,7 @@ import {
   writeSharedPeers,
 } from "../../src/backends/udp/forwarder.ts";
 import { createOffloadForwarder } from "../../src/backends/udp/offload.ts";
-import { csumFold, ipv4HeaderChecksum, onesSum, type PeerRoute } from "../../src/backends/udp/packet.ts";
+import { type csumFold, ipv4HeaderChecksum, onesSum, type PeerRoute } from "../../src/backends/udp/packet.ts";
 import fc from "fast-check";
 import {
   decodeIfreqName,
