@@ -337,6 +337,11 @@ export class Capture {
   }
 
   /** Starts `tcpdump -n -l --immediate-mode -i <iface> <filter…>` in `ns`; resolves once it listens. */
+  /** The lines captured so far (the capture goes on). */
+  get lines(): string[] {
+    return this.#lines.filter((l) => l !== "");
+  }
+
   static async start(ns: string, iface: string, filter: string[] = []): Promise<Capture> {
     const argv = [...inNetns(ns), "tcpdump", "-n", "-l", "--immediate-mode", "-i", iface, ...filter];
     const child = new Deno.Command(argv[0]!, {
