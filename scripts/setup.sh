@@ -27,6 +27,8 @@ want nft nftables
 want wg wireguard-tools
 want wireguard-go wireguard-go                     # WireGuard where the kernel has none
 want strace strace                                 # netlink fixture capture
+want /usr/lib/ipsec/charon strongswan-charon       # the ipsec backend's IKE daemon
+want /usr/lib/ipsec/plugins/libstrongswan-vici.so strongswan-swanctl   # charon's VICI plugin
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: need root to install ${need_apt[*]} with apt-get" >&2

@@ -24,6 +24,7 @@ import { leaseIdentity } from "../../lease/watcher.ts";
 import type { XfrmPolicy } from "../../netlink/ops.ts";
 import type { Child, HostOps } from "../host.ts";
 import { BackendConfigError, OptionReader } from "../options.ts";
+import type { ReconcileResult } from "../reconcile.ts";
 import {
   acquireLease,
   type BackendContext,
@@ -167,7 +168,7 @@ export const ipsecBackend: BackendFactory = {
       throw new Error(
         `cannot find charon in PATH or ${
           CHARON_PATHS.join(", ")
-        }: install strongSwan (apt-get install strongswan-charon)`,
+        }: install strongSwan with its VICI plugin (apt-get install strongswan-charon strongswan-swanctl)`,
       );
     }
     const charon: Child = host.spawn([charonPath], { log: (line) => log.v(1, `charon: ${line}`) });
@@ -191,28 +192,37 @@ export const ipsecBackend: BackendFactory = {
           await viciCommand(host, "load-shared", sharedKey(lease.attrs.publicIP));
           return;
         } catch (e) {
-          if (attempt === 1 || attempt % 30 === 0) {
+          if (attempt === 1) {
             log.info(`Waiting for charon's VICI socket ${VICI_SOCKET}: ${(e as Error).message}`);
+          } else if (attempt % 30 === 0) {
+            // charon runs but never opened VICI: on Debian the plugin is a separate package.
+            log.error(
+              `charon has been running for ${attempt} s without its VICI socket ${VICI_SOCKET} ` +
+                `(${(e as Error).message}); is the VICI plugin installed? apt-get install strongswan-swanctl`,
+            );
           }
           await ctx.clock.sleep(1000, signal);
         }
       }
     };
 
-    const pass = async (peers: Lease[]) => {
+    const pass = async (peers: Lease[]): Promise<ReconcileResult> => {
+      const res: ReconcileResult = { added: 0, updated: 0, deleted: 0, errors: [] };
+      const failed = (e: unknown) => {
+        res.errors.push(e as Error);
+        log.warn((e as Error).message);
+      };
       // Policies: reconcile every policy with our reqid.
       const want = new Map<string, XfrmPolicy>();
       for (const p of peers) for (const pol of peerPolicies(lease, p)) want.set(policyKey(pol), pol);
       const have = (await kernel.xfrmPolicyList()).filter((p) => p.reqid === IPSEC_REQID);
       for (const p of have) {
-        if (!want.has(policyKey(p))) {
-          await kernel.xfrmPolicyDel(p).catch((e) => log.warn((e as Error).message));
-        }
+        if (!want.has(policyKey(p))) await kernel.xfrmPolicyDel(p).then(() => void res.deleted++, failed);
       }
       for (const [k, p] of want) {
         const h = have.find((x) => policyKey(x) === k);
         if (!h || !samePolicy(h, p)) {
-          await kernel.xfrmPolicyReplace(p).catch((e) => log.warn((e as Error).message));
+          await kernel.xfrmPolicyReplace(p).then(() => void (h ? res.updated++ : res.added++), failed);
         }
       }
       // Connections in charon.
@@ -230,18 +240,23 @@ export const ipsecBackend: BackendFactory = {
           await viciCommand(host, "load-shared", sharedKey(p.attrs.publicIP));
           await viciCommand(host, "load-conn", peerConnection(cfg, lease, p).message);
           loaded.set(name, p);
+          res.added++;
           log.info(`Loaded IPsec connection ${name}`);
         } catch (e) {
+          res.errors.push(e as Error);
           log.warn(
             `Cannot load the IPsec connection ${name} (retried on the next change): ${(e as Error).message}`,
           );
         }
       }
+      return res;
     };
 
     return {
       lease,
       mtu,
+      // Ready only once charon took our key and the first pass programmed every peer.
+      reconciles: true,
       async run(batches, signal) {
         await waitForCharon(signal);
         for await (const batch of batches) {
@@ -250,7 +265,8 @@ export const ipsecBackend: BackendFactory = {
             l.attrs.backendType === "ipsec" && leaseIdentity(l) !== leaseIdentity(lease) &&
             !l.attrs.publicIP.isUnspecified()
           );
-          await pass(peers);
+          const result = await pass(peers);
+          ctx.onReconcile?.(result);
         }
       },
       async close() {
