@@ -173,6 +173,19 @@ e2e("the data path stays up and leases follow while etcd restarts", async () => 
   assert.equal((await a.http("/readyz"))[0], 200);
 });
 
+e2e("an ipsec PSK shorter than 96 characters fails registration with upstream's message", async () => {
+  const c = await cluster(`{"Network":"10.5.0.0/16","Backend":{"Type":"ipsec","PSK":"too-short"}}`);
+  await using a = await Flanneld.start(c.args(1));
+  assert.equal(await a.exited(), 1);
+  const line = a.lines.find((l) => l.includes("Error registering network"));
+  assert.ok(line, a.log());
+  assert.match(
+    line,
+    /Error registering network: config error, password is too short: Backend "PSK" has 9 characters/,
+  );
+  assert.ok(!line.includes("too-short"), "the PSK itself is never logged");
+});
+
 e2e("bad flags exit 2 with one line and the usage", async () => {
   await using a = await Flanneld.start(["--no-such-flag"]);
   assert.equal(await a.exited(), 2);
