@@ -69,42 +69,33 @@ async function wireguardGoBaseline(): Promise<number | undefined> {
     await run(["ip", "-n", a, "link", "set", "u0", "up"]);
     await run(["ip", "-n", b, "link", "set", "u1", "up"]);
     // wireguard-go daemonises; each stays in its namespace with its own socket directory.
-    const conf = (
+    // One wireguard-go node: its own mount namespace (private /run/wireguard), its own key file.
+    const startNode = (
+      ns: string,
       me: { priv: string },
       peer: { pub: string },
       peerIp: string,
       addr: string,
-      peerNet: string,
-    ) =>
-      `wireguard-go wg0 && echo ${me.priv} > ${dir}/k && wg set wg0 private-key ${dir}/k listen-port 51820 peer ${peer.pub} endpoint ${peerIp}:51820 allowed-ips ${peerNet} && ip addr add ${addr} dev wg0 && ip link set wg0 mtu 1420 up && sleep 3600`;
-    const ca = new Deno.Command("unshare", {
-      args: [
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        `mkdir -p /run/wireguard && mount -t tmpfs x /run/wireguard && exec ip netns exec ${a} sh -c '${
-          conf(ka, kb, "198.19.0.2", "10.99.0.1/24", "10.99.0.0/24")
-        }'`,
-      ],
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    const cb = new Deno.Command("unshare", {
-      args: [
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        `mkdir -p /run/wireguard && mount -t tmpfs x /run/wireguard && exec ip netns exec ${b} sh -c '${
-          conf(kb, ka, "198.19.0.1", "10.99.0.2/24", "10.99.0.0/24")
-        }'`,
-      ],
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
+    ) => {
+      const key = `${dir}/${ns}.key`;
+      const script = `wireguard-go wg0 && echo ${me.priv} > ${key} && wg set wg0 private-key ${key} ` +
+        `listen-port 51820 peer ${peer.pub} endpoint ${peerIp}:51820 allowed-ips 10.99.0.0/24 && ` +
+        `ip addr add ${addr} dev wg0 && ip link set wg0 mtu 1420 up && sleep 3600`;
+      return new Deno.Command("unshare", {
+        args: [
+          "--mount",
+          "--propagation",
+          "private",
+          "sh",
+          "-c",
+          `mkdir -p /run/wireguard && mount -t tmpfs x /run/wireguard && exec ip netns exec ${ns} sh -c '${script}'`,
+        ],
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+    };
+    const ca = startNode(a, ka, kb, "198.19.0.2", "10.99.0.1/24");
+    const cb = startNode(b, kb, ka, "198.19.0.1", "10.99.0.2/24");
     const deadline = Date.now() + 10_000;
     while (
       !(await run(["ip", "netns", "exec", a, "ping", "-c1", "-W1", "10.99.0.2"])).stdout.includes(
