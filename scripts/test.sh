@@ -33,9 +33,10 @@ r2=${PIPESTATUS[0]}
 set -e
 [ "$r1" = 0 ] && [ "$r2" = 0 ] || rc=1
 summary=$(grep -E '^(ok|FAILED) \|' "$log" || true)
-passed=$(echo "$summary" | grep -Eo '[0-9]+ passed' | grep -Eo '^[0-9]+' | awk '{s+=$1} END {print s+0}')
-failed=$(echo "$summary" | grep -Eo '[0-9]+ failed' | grep -Eo '^[0-9]+' | awk '{s+=$1} END {print s+0}')
-ignored=$(echo "$summary" | grep -Eo '[0-9]+ ignored' | grep -Eo '^[0-9]+' | awk '{s+=$1} END {print s+0}')
+count() { { echo "$summary" | grep -Eo "[0-9]+ $1" || true; } | awk '{s+=$1} END {print s+0}'; }
+passed=$(count passed)
+failed=$(count failed)
+ignored=$(count ignored)
 if [ "$rc" != 0 ] && [ "$failed" = 0 ]; then failed=1; fi
 
 echo "== npm package"
