@@ -101,7 +101,7 @@ export async function reconcile(
 
   // Delete what is ours and no longer wanted: routes first.
   for (const [k, r] of haveRoutes) {
-    if (!wantRoutes.has(k) && owns.route(r)) {
+    if (!wantRoutes.has(k) && (r.type ?? "unicast") === "unicast" && owns.route(r)) {
       await run(`Deleted route ${k}`, () => kernel.routeDel(r), "deleted");
     }
   }

@@ -334,8 +334,10 @@ export async function runDaemon(deps: DaemonDeps, outer: AbortSignal): Promise<n
     metrics.set("flannel_ready", READY_HELP, 0);
     outer.removeEventListener("abort", onOuterAbort);
     ctl.abort(new Error("daemon stopping"));
-    await network?.close().catch((e) => log.warn(`Closing the backend: ${(e as Error).message}`));
+    // Let a reconcile pass in flight finish before closing the backend, or it would recreate
+    // what close() just removed (a WireGuard device, a TUN).
     await Promise.allSettled(tasks);
+    await network?.close().catch((e) => log.warn(`Closing the backend: ${(e as Error).message}`));
     await manager.close?.().catch(() => {});
     log.info("Exiting cleanly...");
   }

@@ -261,7 +261,15 @@ export class KVSubnetManager implements SubnetManager {
             if (!entry) {
               const { entry: now } = await this.#kv.get(key, signal);
               if (!now) return this.#revoked();
-              return this.#lost(lease, now);
+              if (now.value !== value) return this.#lost(lease, now);
+              // Our own value (a write whose reply we lost, or an operator's re-put): adopt it.
+              revision = now.modRevision;
+              const ttl = now.leaseId === 0n ? -1 : await this.#kv.ttl(now.leaseId, signal).catch(() => -1);
+              expiration = ttl > 0
+                ? this.#clock.now() + ttl * 1000
+                : this.#clock.now() + RENEW_RETRY_MS + margin;
+              renewFailed = false;
+              continue;
             }
             revision = entry.modRevision;
             expiration = this.#clock.now() + this.#ttl * 1000;

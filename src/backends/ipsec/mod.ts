@@ -25,6 +25,7 @@ import type { XfrmPolicy } from "../../netlink/ops.ts";
 import type { Child, HostOps } from "../host.ts";
 import { BackendConfigError, OptionReader } from "../options.ts";
 import type { ReconcileResult } from "../reconcile.ts";
+import { runNetLoop } from "../net_loop.ts";
 import {
   acquireLease,
   type BackendContext,
@@ -171,7 +172,11 @@ export const ipsecBackend: BackendFactory = {
         }: install strongSwan with its VICI plugin (apt-get install strongswan-charon strongswan-swanctl)`,
       );
     }
-    const charon: Child = host.spawn([charonPath], { log: (line) => log.v(1, `charon: ${line}`) });
+    let charonReady = false;
+    // charon's own lines at info until it answers on VICI (they explain a failed start), then -v=1.
+    const charon: Child = host.spawn([charonPath], {
+      log: (line) => charonReady ? log.v(1, `charon: ${line}`) : log.info(`charon: ${line}`),
+    });
     let charonExit: number | undefined;
     charon.exited.then((c) => (charonExit = c));
 
@@ -190,6 +195,7 @@ export const ipsecBackend: BackendFactory = {
         }
         try {
           await viciCommand(host, "load-shared", sharedKey(lease.attrs.publicIP));
+          charonReady = true;
           return;
         } catch (e) {
           if (attempt === 1) {
@@ -219,8 +225,9 @@ export const ipsecBackend: BackendFactory = {
       for (const p of have) {
         if (!want.has(policyKey(p))) await kernel.xfrmPolicyDel(p).then(() => void res.deleted++, failed);
       }
+      const haveBy = new Map(have.map((p) => [policyKey(p), p]));
       for (const [k, p] of want) {
-        const h = have.find((x) => policyKey(x) === k);
+        const h = haveBy.get(k);
         if (!h || !samePolicy(h, p)) {
           await kernel.xfrmPolicyReplace(p).then(() => void (h ? res.updated++ : res.added++), failed);
         }
@@ -259,15 +266,26 @@ export const ipsecBackend: BackendFactory = {
       reconciles: true,
       async run(batches, signal) {
         await waitForCharon(signal);
-        for await (const batch of batches) {
-          if (signal.aborted) break;
-          const peers = [...batch.leases.values()].filter((l) =>
-            l.attrs.backendType === "ipsec" && leaseIdentity(l) !== leaseIdentity(lease) &&
-            !l.attrs.publicIP.isUnspecified()
-          );
-          const result = await pass(peers);
-          ctx.onReconcile?.(result);
-        }
+        // The shared loop: coalesced passes, a resync timer, and a failed pass never ends it.
+        await runNetLoop(
+          {
+            kernel,
+            log,
+            clock: ctx.clock,
+            interesting: () => false,
+            async pass(leases) {
+              if (charonExit !== undefined) throw new Error(`charon exited with code ${charonExit}`);
+              const peers = [...leases.values()].filter((l) =>
+                l.attrs.backendType === "ipsec" && leaseIdentity(l) !== leaseIdentity(lease) &&
+                !l.attrs.publicIP.isUnspecified()
+              );
+              const result = await pass(peers);
+              ctx.onReconcile?.(result);
+            },
+          },
+          batches,
+          signal,
+        );
       },
       async close() {
         charon.kill("SIGTERM");

@@ -6,6 +6,7 @@
  */
 import type { Logger } from "../../log/logger.ts";
 import type { IP, KernelOps, Link } from "../../netlink/ops.ts";
+import { isErrno } from "../../netlink/codec/mod.ts";
 
 /** What the device must be. */
 export interface VxlanDeviceSpec {
@@ -43,6 +44,8 @@ export async function ensureVxlanDevice(
   kernel: KernelOps,
   spec: VxlanDeviceSpec,
   log: Logger,
+  /** MTUs the kernel refused, kept by the caller so the warning is not repeated every pass. */
+  refusedMtu: Set<string> = new Set(),
 ): Promise<string> {
   let have = await kernel.linkGet(spec.name);
   if (have) {
@@ -70,9 +73,20 @@ export async function ensureVxlanDevice(
     });
     have = await kernel.linkGet(spec.name);
     if (!have) throw new Error(`${spec.name} vanished right after it was created`);
-  } else if (have.mtu !== spec.mtu) {
+  } else if (have.mtu !== spec.mtu && !refusedMtu.has(`${spec.name}|${spec.mtu}`)) {
     log.info(`Setting ${spec.name} MTU from ${have.mtu} to ${spec.mtu}`);
-    await kernel.linkSet(spec.name, { mtu: spec.mtu });
+    try {
+      await kernel.linkSet(spec.name, { mtu: spec.mtu });
+    } catch (e) {
+      // The kernel caps a VXLAN device at the underlay MTU minus its headers when creating it,
+      // and refuses (EINVAL) to raise it later: keep what it allows instead of failing every pass.
+      if (!isErrno(e, "EINVAL")) throw e;
+      refusedMtu.add(`${spec.name}|${spec.mtu}`);
+      log.warn(
+        `The kernel refuses MTU ${spec.mtu} on ${spec.name} (the underlay is too small for it); keeping ${have.mtu}. ` +
+          "Lower Backend.MTU in net-conf.json",
+      );
+    }
   }
   if (!have.up) await kernel.linkSet(spec.name, { up: true });
   return have.address ?? spec.mac;

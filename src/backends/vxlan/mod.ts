@@ -84,8 +84,9 @@ export const vxlanBackend: BackendFactory = {
 
     // Devices first (upstream order): their MACs go into the lease.
     const macs = new Map<4 | 6, string>();
+    const refusedMtu = new Set<string>();
     for (const f of families) {
-      f.spec.mac = await ensureVxlanDevice(kernel, f.spec, log);
+      f.spec.mac = await ensureVxlanDevice(kernel, f.spec, log, refusedMtu);
       macs.set(f.v, f.spec.mac);
     }
 
@@ -123,7 +124,7 @@ export const vxlanBackend: BackendFactory = {
     const warned = new Set<string>();
     const pass = async (leases: ReadonlyMap<string, Lease>) => {
       // Heal the devices first: a deleted device comes back with the same MAC.
-      for (const f of families) await ensureVxlanDevice(kernel, f.spec, log);
+      for (const f of families) await ensureVxlanDevice(kernel, f.spec, log, refusedMtu);
       await ensureAddresses();
       const desired = await desiredState(kernel, cfg, families, leases, (key, msg) => {
         if (warned.has(key)) return;

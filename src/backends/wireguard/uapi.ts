@@ -39,8 +39,9 @@ export function encodeUapiSet(cfg: WgConfig): string {
 export function uapiErrno(response: string): number {
   const m = /(?:^|\n)errno=(-?\d+)\n/.exec(response);
   if (!m) {
+    // Never echo the response: a get reply starts with the private key.
     throw new SyntaxError(
-      `WireGuard UAPI response has no errno line: ${JSON.stringify(response.slice(0, 80))}`,
+      `WireGuard UAPI response of ${response.length} bytes has no errno line (did wireguard-go exit?)`,
     );
   }
   return Number(m[1]);

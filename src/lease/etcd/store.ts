@@ -115,18 +115,33 @@ export class EtcdKV implements KV {
     signal?: AbortSignal,
   ): Promise<KVEntry | undefined> {
     const lease = ttlSeconds > 0 ? (await this.#etcd.grant(ttlSeconds, signal)).id : 0n;
-    let ok = false;
+    let r;
     try {
-      const r = await this.#etcd.txn({
+      r = await this.#etcd.txn({
         compare: [guard],
         success: [{ op: "put", key, value, lease: lease === 0n ? undefined : lease }],
       }, signal);
-      if (!r.succeeded) return undefined;
-      ok = true;
-      return { key, value, createRevision: 0n, modRevision: r.revision, leaseId: lease };
-    } finally {
-      if (!ok && lease !== 0n) await this.#etcd.revoke(lease).catch(() => {});
+    } catch (e) {
+      // The transaction may have been applied before its reply was lost (a timeout, a reset,
+      // failover to another endpoint). Revoking the lease then would delete our own key; look.
+      const applied = await this.#boundTo(key, lease, value).catch(() => undefined);
+      if (applied) return applied;
+      if (applied === undefined) throw e; // cannot tell: keep the lease, it expires by itself
+      if (lease !== 0n) await this.#etcd.revoke(lease).catch(() => {});
+      throw e;
     }
+    if (r.succeeded) return { key, value, createRevision: 0n, modRevision: r.revision, leaseId: lease };
+    // A retried request can fail its guard because its first attempt already wrote.
+    const applied = await this.#boundTo(key, lease, value).catch(() => undefined);
+    if (applied) return applied;
+    if (applied === false && lease !== 0n) await this.#etcd.revoke(lease).catch(() => {});
+    return undefined;
+  }
+
+  /** The key's entry when it holds `value` bound to `lease` (our write landed), else false. */
+  async #boundTo(key: string, lease: bigint, value: string): Promise<KVEntry | false> {
+    const { entry: now } = await this.get(key);
+    return now && now.value === value && now.leaseId === lease ? now : false;
   }
 }
 
