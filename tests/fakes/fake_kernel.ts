@@ -32,8 +32,10 @@ function fail(op: string, name: string, kernelMessage?: string, hint?: string): 
 }
 
 const netOf = (a: IPNet): IPNet => a.network();
+/** Like the kernel, IPv6 routes added without a metric get 1024 (IP6_RT_PRIO_USER). */
+const metricOf = (r: Route) => r.metric || (r.dst.ip instanceof IP4 ? 0 : 1024);
 const keyOfRoute = (r: Route) =>
-  `${r.table ?? MAIN_TABLE}|${r.type ?? "unicast"}|${r.dst.network()}|${r.metric ?? 0}`;
+  `${r.table ?? MAIN_TABLE}|${r.type ?? "unicast"}|${r.dst.network()}|${metricOf(r)}`;
 const hex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
 
 /** Options of the fake. */
@@ -184,6 +186,7 @@ export class FakeKernel implements KernelOps {
       if (!reachable) fail(op, "ENETUNREACH", "Nexthop has invalid gateway");
     }
     const route = { ...r, dst: r.dst.network() } as Route;
+    if (metricOf(route)) route.metric = metricOf(route);
     if (route.dev === undefined && route.gateway) {
       const c = this.#connected().find((c) => contains(c.net, route.gateway!));
       if (c) route.dev = c.dev;
@@ -439,7 +442,7 @@ export function describeRoute(r: Route): string {
   if (r.protocol !== undefined) s += ` proto ${r.protocol}`;
   if (r.scope && r.scope !== "universe") s += ` scope ${r.scope}`;
   if (r.src) s += ` src ${r.src}`;
-  if (r.metric) s += ` metric ${r.metric}`;
+  if (r.metric && !(r.metric === 1024 && !(r.dst.ip instanceof IP4))) s += ` metric ${r.metric}`;
   if (r.onlink) s += " onlink";
   return s;
 }

@@ -257,3 +257,18 @@ Deno.test("vxlan: dual stack programs flannel-v6.1 from BackendV6Data", async ()
     await r.stop();
   }
 });
+
+Deno.test("vxlan: our blackhole route (--ip-blackhole-route) is not the backend's to delete", async () => {
+  const r = await rig();
+  try {
+    const own = r.network.lease.subnet;
+    await r.kernel.routeReplace({ dst: own, type: "blackhole", protocol: RTPROT_FLANNEL });
+    const pass = r.nextPass();
+    r.leases(peer("10.5.2.0/24", "192.168.1.11", vx(MAC_B)));
+    await pass;
+    await r.until((t) => t.includes("10.5.2.0/24 via"));
+    assert.ok(r.kernel.render().includes(`blackhole ${own} proto ${RTPROT_FLANNEL}`), r.kernel.render());
+  } finally {
+    await r.stop();
+  }
+});
