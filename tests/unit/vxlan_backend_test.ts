@@ -241,11 +241,12 @@ Deno.test("vxlan: dual stack programs flannel-v6.1 from BackendV6Data", async ()
       entries[0]!.value,
       /"PublicIPv6":"fd00:1::10".*"BackendV6Data":\{"VNI":1,"VtepMAC":"[0-9a-f:]+"\}/,
     );
-    r.leases(peer("10.5.2.0/24", "192.168.1.11", {
+    const dualPeer = peer("10.5.2.0/24", "192.168.1.11", {
       ...vx(MAC_B),
       publicIPv6: (await import("../../src/ip/mod.ts")).IP6.parse("fd00:1::11"),
       backendV6Data: `{"VNI":1,"VtepMAC":"aa:bb:cc:00:06:0b"}`,
-    }, "fd05:0:0:2::/64"));
+    }, "fd05:0:0:2::/64");
+    r.leases(dualPeer);
     const t = await r.until((t) => t.includes("fd05:0:0:2::/64 via"));
     assert.ok(
       t.includes(`fd05:0:0:2::/64 via fd05:0:0:2:: dev flannel-v6.1 proto ${RTPROT_FLANNEL} onlink`),
@@ -253,6 +254,12 @@ Deno.test("vxlan: dual stack programs flannel-v6.1 from BackendV6Data", async ()
     );
     assert.ok(t.includes("aa:bb:cc:00:06:0b dev flannel-v6.1 dst fd00:1::11 self permanent"), t);
     assert.ok(/fd05:0:0:\w+::\/128 dev flannel-v6\.1/.test(t), t);
+    // IPv6 routes come back from the kernel at metric 1024: a second pass must still change nothing.
+    const calls = r.kernel.calls.length;
+    const pass = r.nextPass();
+    r.leases(dualPeer);
+    await pass;
+    assert.deepEqual(r.kernel.calls.slice(calls), []);
   } finally {
     await r.stop();
   }
