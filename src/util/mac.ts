@@ -21,11 +21,6 @@ export function formatMac(b: Uint8Array): string {
   return [...b.subarray(0, 6)].map((x) => x.toString(16).padStart(2, "0")).join(":");
 }
 
-/** Parses to 6 bytes. */
-export function macBytes(s: string): Uint8Array {
-  return Uint8Array.from(parseMac(s).split(":").map((h) => parseInt(h, 16)));
-}
-
 /**
  * A locally administered unicast MAC derived from `identity` (SHA-256), so the same node gets
  * the same VTEP MAC after a reboot or a device recreation.

@@ -453,12 +453,25 @@ Deno.test("run: reconciles and checks blackhole routes every period until aborte
   });
   const ctl = new AbortController();
   const done = m.run(ctl.signal);
-  const settle = () => new Promise((r) => setTimeout(r, 5));
-  await settle();
+  // Poll with a deadline for run() to reach each step (no fixed sleep).
+  const until = async (cond: () => boolean, what: string) => {
+    const deadline = Date.now() + 5000;
+    while (!cond()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  };
+  await until(() => ensured.length >= 1, "the first blackhole check");
   assert.deepEqual(ensured, ["10.42.1.0/24"]);
   host.ipt.table("iptables", "nat").get("FLANNEL-POSTRTG")!.pop();
+  await until(() => sleeps.length >= 1, "run() to wait for its period");
   sleeps.shift()!();
-  await settle();
+  await until(
+    () =>
+      ensured.length >= 2 && host.ipt.table("iptables", "nat").get("FLANNEL-POSTRTG")!.length === 6 &&
+      log.messages("error").length > 0,
+    "the resync after the timer",
+  );
   assert.equal(host.ipt.table("iptables", "nat").get("FLANNEL-POSTRTG")!.length, 6);
   assert.deepEqual(ensured, ["10.42.1.0/24", "10.42.1.0/24"]);
   assert.ok(log.messages("error").includes("Failed to add blackhole route for 10.42.1.0/24: EPERM"));

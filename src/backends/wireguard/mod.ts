@@ -36,14 +36,13 @@ import {
 import { decodeWgData, encodeWgData, parseWgConfig, WG_OVERHEAD, type WgConfig } from "./config.ts";
 import { chooseWgDriver, type WgDriver } from "./driver.ts";
 import { loadOrCreatePrivateKey, publicKey } from "./keys.ts";
+import { hex } from "./uapi.ts";
 
 export interface Device {
   name: string;
   port: number;
   families: (4 | 6)[];
 }
-
-const hex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
 
 /** The wireguard backend factory. */
 export const wireguardBackend: BackendFactory = {
