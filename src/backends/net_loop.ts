@@ -33,6 +33,11 @@ export interface NetLoopOptions {
   /** Does this kernel change touch our state? */
   interesting(e: KernelEvent): boolean;
   resyncMs?: number;
+  /**
+   * Called once, before the first pass, with a function that asks for a pass: for a backend's
+   * own triggers (the udp data path's thread died).
+   */
+  wakeOn?(kick: () => void): void;
   /** Override of {@linkcode MIN_PASS_GAP_MS} (tests). */
   minGapMs?: number;
 }
@@ -51,6 +56,7 @@ export async function runNetLoop(
     dirty = true;
     wake();
   };
+  opts.wakeOn?.(kick);
   const stop = new AbortController();
   const onAbort = () => stop.abort(signal.reason);
   signal.addEventListener("abort", onAbort, { once: true });

@@ -23,6 +23,8 @@ class FakeDataPaths {
   readonly sysctls: string[] = [];
   peers: readonly PeerRoute[] = [];
   closed = 0;
+  /** Kills the loop of the data path opened last, as a crashed thread would. */
+  die: (e: Error) => void = () => {};
 
   constructor(readonly kernel: FakeKernel) {}
 
@@ -38,6 +40,7 @@ class FakeDataPaths {
       tunName,
       port: o.port,
       features: [],
+      failed: new Promise<Error>((res) => (this.die = res)),
       setPeers: (p) => void (this.peers = p),
       stats: () => ({
         tunRx: 0,
@@ -133,6 +136,34 @@ Deno.test("udp: flannel0 with MTU − 28, the /32, up, the Network route; lease 
   }
   assert.equal(dps.closed, 2, "close() closes the data path, which removes the device");
   assert.doesNotMatch(r.kernel.render(), /flannel0/);
+});
+
+Deno.test("udp: a data path whose loop dies is reopened at once, not at the next resync", async () => {
+  const r = new BackendRig();
+  const ext = r.seedHost();
+  const dps = new FakeDataPaths(r.kernel);
+  await r.start(
+    createUdpBackend({ openDataPath: dps.open }),
+    `{"Network":"10.5.0.0/16","Backend":{"Type":"udp"}}`,
+    ext,
+  );
+  try {
+    r.leases(peer("10.5.2.0/24", "192.168.1.11"));
+    await r.until((t) => t.includes("10.5.0.0/16 dev flannel0"));
+    assert.equal(dps.opened.length, 1);
+    dps.die(new Error("The udp forwarding thread udp-tun failed: RangeError: offset is out of bounds"));
+    // No lease change and no kernel event: the loop's own death asks for the pass.
+    const deadline = Date.now() + 5_000;
+    while (dps.opened.length < 2 && Date.now() < deadline) await r.nextPass();
+    assert.equal(dps.opened.length, 2, "the data path was reopened");
+    assert.equal(dps.closed, 1, "the dead one was closed first");
+    assert.deepEqual(dps.peers.map(text), ["10.5.2.0/24 -> 192.168.1.11:8285"], "the new loop has the peers");
+    const logs = r.log.records.map((l) => l.msg).join("\n");
+    assert.match(logs, /udp-tun failed: RangeError: offset is out of bounds; packets through flannel0 stop/);
+    assert.match(logs, /Reopening the udp data path \(TUN device flannel0\) after its loop stopped/);
+  } finally {
+    await r.stop();
+  }
 });
 
 Deno.test("udp: Port option; errors name the option; IPv4 only", async () => {

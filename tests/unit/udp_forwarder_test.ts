@@ -17,6 +17,7 @@ import {
   writeSharedPeers,
 } from "../../src/backends/udp/forwarder.ts";
 import { createOffloadForwarder } from "../../src/backends/udp/offload.ts";
+import type { wasmChecksum } from "../../src/backends/udp/csum_wasm.ts";
 import { type csumFold, ipv4HeaderChecksum, onesSum, type PeerRoute } from "../../src/backends/udp/packet.ts";
 import fc from "fast-check";
 import {
@@ -229,9 +230,10 @@ class FakeLibc implements LoopSys {
 const fromSource = new Function(
   loopSource(
     [createOffloadForwarder],
-    "return { createForwarder, createOffloadForwarder, csumFold };",
+    "return { createForwarder, createOffloadForwarder, csumFold, wasmChecksum };",
   ),
 )() as {
+  wasmChecksum: typeof wasmChecksum;
   createForwarder: (sys: LoopSys, cfg: ForwarderConfig) => Forwarder;
   createOffloadForwarder: (sys: LoopSys, cfg: ForwarderConfig) => Forwarder;
   csumFold: typeof csumFold;
@@ -483,6 +485,34 @@ Deno.test("udp offload: csumFold equals the RFC 1071 byte-pair sum at every alig
       },
     ),
   );
+});
+
+Deno.test("udp offload: the WebAssembly SIMD checksum equals the RFC 1071 byte-pair sum", () => {
+  const memory = new WebAssembly.Memory({ initial: 2, maximum: 2 });
+  const sum = fromSource.wasmChecksum(memory);
+  assert.ok(sum, "this Deno has WebAssembly SIMD");
+  const b = new Uint8Array(memory.buffer);
+  fc.assert(
+    fc.property(
+      fc.uint8Array({ minLength: 4096, maxLength: 4096 }),
+      fc.nat(4000),
+      fc.nat(4096),
+      (bytes, off, len) => {
+        b.set(bytes, off);
+        assert.equal(sum(off, len), onesSum(b, off, len), `off ${off} len ${len}`);
+      },
+    ),
+  );
+  // The largest payload the sender sums (a 64 KiB TSO read), all ones: lanes must not overflow.
+  b.fill(0xff);
+  assert.equal(sum(0, 65536), onesSum(b, 0, 65536));
+  assert.equal(sum(1, 65535), onesSum(b, 1, 65535));
+  // Edges: nothing, one byte (the high half of a word), a word.
+  b.set([0x12, 0x34, 0x56]);
+  assert.equal(sum(0, 0), 0);
+  assert.equal(sum(0, 1), 0x1200);
+  assert.equal(sum(0, 2), 0x1234);
+  assert.equal(sum(0, 3), 0x1234 + 0x5600);
 });
 
 for (const [name, layout] of layouts) {

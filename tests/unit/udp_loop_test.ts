@@ -242,7 +242,7 @@ const pseudo = (p: Uint8Array, len: number) => onesSum(p, 12, 8) + p[9]! + len;
 const tcpValid = (p: Uint8Array) => fold(pseudo(p, p.length - 20) + onesSum(p, 20, p.length - 20)) === 0xffff;
 const hostLE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-for (const threads of ["worker", "main"] as const) {
+for (const threads of ["workers", "worker", "main"] as const) {
   Deno.test({
     name:
       `udp loop with offloads on real fds (${threads}): TSO reads leave as MSS packets, segments come back merged`,
@@ -311,4 +311,33 @@ for (const threads of ["worker", "main"] as const) {
         assert.equal(s.errors, 0, `errno ${s.lastErrno}`);
       }),
   });
+}
+
+for (const threads of ["worker", "workers", "main"] as const) {
+  Deno.test({
+    name: `udp loop (${threads}): a thread that throws settles failed with its error; stop still works`,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn: () =>
+      withLoop(threads, true, async ({ tunSend, peer, loop }) => {
+        let settled: Error | undefined;
+        void loop.failed.then((e) => (settled = e));
+        // Alive: a packet goes through, and nothing has failed.
+        tunSend(vnet(64));
+        await peer.receive();
+        assert.equal(settled, undefined);
+        loop.crash();
+        const e = await loop.failed;
+        assert.match(e.message, /udp forwarding (thread udp-\w+|loop) failed: .*told to fail/);
+        assert.doesNotMatch(e.message, /\n/, "one line: no stack");
+      }),
+  });
+}
+
+/** A plain IPv4 packet behind an empty virtio header (the TUN fd of a loop with offloads). */
+function vnet(payload: number): Uint8Array {
+  const p = packet("10.5.1.2", "10.5.2.3", 64, payload);
+  const f = new Uint8Array(10 + p.length);
+  f.set(p, 10);
+  return f;
 }

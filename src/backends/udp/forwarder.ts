@@ -36,6 +36,7 @@ import {
   PeerTable,
 } from "./packet.ts";
 import type { DataPathStats, LoopSys, StructLayout } from "./sys.ts";
+import { checksumWasmBytes, wasmChecksum } from "./csum_wasm.ts";
 
 /** Counters of one direction; each direction owns a 128-byte block (no false sharing). */
 export const STAT_BLOCK = 16;
@@ -348,7 +349,7 @@ export interface LoopOptions {
   /** pollfds: the fds of the pumps (POLLIN), then the stop eventfd. */
   pollFds: Uint8Array;
   pollCount: number;
-  /** Non-zero at index 0: stop. */
+  /** Index 0: 0 run, 1 stop, 2 throw (as a bug would: tests of crash handling). */
   control: Int32Array;
 }
 
@@ -358,7 +359,9 @@ export interface LoopOptions {
  */
 export function runLoop(sys: LoopSys, fwd: Forwarder, o: LoopOptions): void {
   for (;;) {
-    if (Atomics.load(o.control, 0) !== 0) return;
+    const c = Atomics.load(o.control, 0);
+    if (c === 1) return;
+    if (c === 2) throw new Error("the loop was told to fail (a test of crash handling)");
     fwd.syncPeers();
     const a = o.tun ? fwd.pumpTun() : 0;
     const b = o.udp ? fwd.pumpUdp() : 0;
@@ -391,6 +394,8 @@ export function pollFds(fds: readonly number[]): Uint8Array {
 export const LOOP_FUNCTIONS: readonly ((...args: never[]) => unknown)[] = [
   onesSum,
   csumFold,
+  checksumWasmBytes,
+  wasmChecksum,
   ipv4HeaderChecksum,
   isIPv4,
   ipv4Dst,

@@ -18,13 +18,14 @@
  * are every other lease with a PublicIP, whatever its BackendType (upstream does not check it);
  * our lease publishes PublicIP only. The wire format is upstream's, so mixed clusters work.
  *
- * The loop (sys_deno.ts, forwarder.ts, offload.ts) runs on a Worker thread that blocks in
+ * The loop (sys_deno.ts, forwarder.ts, offload.ts) runs on Worker threads that block in
  * poll(2), batches with recvmmsg/sendmmsg and allocates nothing per packet. With offloads (the
  * default) the TUN device hands over TCP segments of up to 64 KiB (IFF_VNET_HDR + TSO), which the
  * loop cuts into MTU-sized packets sent with one UDP_SEGMENT sendmsg; received datagrams come in
  * UDP_GRO batches and consecutive segments of a TCP flow go back into the TUN device as one. On a
- * 2-CPU VM this moved iperf3 from 0.9 to 3–3.7 Gbit/s (vxlan: 6–7 Gbit/s); see
- * tests/bench/udp_bench.ts.
+ * 2-CPU VM this moved iperf3 from 0.9 to 5–6.6 Gbit/s (our vxlan: 7–7.4 Gbit/s); see
+ * tests/bench/udp_bench.ts. If a loop thread ever stops on its own, the error is logged and the
+ * next pass (asked for at once) closes and reopens the whole data path.
  *
  * The device lives as long as our file descriptor: close() stops the loop and closes it, which
  * removes the device and its route (upstream too). Linux 6.x drops packets whose source is one of
@@ -136,13 +137,32 @@ async function registerUdp(ctx: BackendContext, opts: UdpBackendOptions): Promis
     });
   let dp: DataPath = await open();
   log.info(`UDP config: Port=${dp.port}; TUN device ${dp.tunName}, MTU ${mtu}, ${dp.features.join(" ")}`);
+  /** Set when the open data path's loop died: the next pass reopens it. */
+  let died: Error | undefined;
+  let kick = () => {};
+  const watch = (path: DataPath) =>
+    void path.failed.then((e) => {
+      if (path !== dp) return; // an old data path, already replaced
+      died = e;
+      log.error(`${e.message}; packets through ${path.tunName} stop until it is reopened`);
+      kick();
+    });
+  watch(dp);
 
   const ensureDevice = async () => {
+    if (died) {
+      log.warn(`Reopening the udp data path (TUN device ${dp.tunName}) after its loop stopped`);
+      died = undefined;
+      await dp.close();
+      dp = await open();
+      watch(dp);
+    }
     let link = await kernel.linkGet(dp.tunName);
     if (!link) {
       log.warn(`TUN device ${dp.tunName} is gone; reopening it`);
       await dp.close();
       dp = await open();
+      watch(dp);
       link = await kernel.linkGet(dp.tunName);
       if (!link) throw new Error(`TUN device ${dp.tunName} does not show up after opening it`);
     }
@@ -186,7 +206,11 @@ async function registerUdp(ctx: BackendContext, opts: UdpBackendOptions): Promis
     mtu,
     reconciles: true,
     run: (batches, signal) =>
-      runNetLoop({ kernel, log, clock: ctx.clock, pass, interesting }, batches, signal),
+      runNetLoop(
+        { kernel, log, clock: ctx.clock, pass, interesting, wakeOn: (k) => void (kick = k) },
+        batches,
+        signal,
+      ),
     close: () => dp.close(),
   };
 }

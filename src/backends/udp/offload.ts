@@ -26,6 +26,7 @@
  */
 import { csumFold, decrementTTL, icmpNetUnreachable, ipv4Dst, isIPv4, PeerTable } from "./packet.ts";
 import { type Forwarder, type ForwarderConfig, readSharedPeers } from "./forwarder.ts";
+import { wasmChecksum } from "./csum_wasm.ts";
 import type { LoopSys } from "./sys.ts";
 
 /** Builds both directions over `sys` (bound on the calling thread); see the module notes. */
@@ -49,13 +50,20 @@ export function createOffloadForwarder(sys: LoopSys, cfg: ForwarderConfig): Forw
   const table = new PeerTable();
   const cmsgSpace2 = L.cmsgData + P; // CMSG_SPACE(sizeof(u16))
 
-  /** One ArrayBuffer with its address split in two 32-bit halves, for allocation-free pointers. */
-  function arena(size: number) {
-    const buf = new ArrayBuffer(size);
+  /**
+   * One buffer with its address split in two 32-bit halves, for allocation-free pointers. With
+   * `wasm`, the buffer is a WebAssembly memory of fixed size (never grown, so never moved) that
+   * the SIMD checksum reads in place.
+   */
+  function arena(size: number, wasm = false) {
+    const pages = Math.ceil(size / 65536);
+    const memory = wasm ? new WebAssembly.Memory({ initial: pages, maximum: pages }) : undefined;
+    const buf = memory ? memory.buffer : new ArrayBuffer(size);
     const u8 = new Uint8Array(buf);
     const base = sys.address(u8);
     return {
       buf,
+      memory,
       u8,
       w: new Uint32Array(buf),
       dv: new DataView(buf),
@@ -124,8 +132,11 @@ export function createOffloadForwarder(sys: LoopSys, cfg: ForwarderConfig): Forw
   const tIcmp = tCmsg + L.cmsgSpace4;
   const tZero = tIcmp + 128;
   const tIcmpIov = tZero + 16;
-  const tx = arena(tIcmpIov + 2 * L.iovec);
+  const tx = arena(tIcmpIov + 2 * L.iovec, typeof WebAssembly !== "undefined");
   const tu8 = tx.u8;
+  /** The sum of `len` bytes at `off` of the arena: SIMD where there is WebAssembly SIMD. */
+  const txSum = (tx.memory && wasmChecksum(tx.memory)) ||
+    ((off: number, len: number) => csumFold(tu8, tx.w, off, len, hostLE));
   for (let i = 0; i < B; i++) {
     ptr(tx, tReadIov + i * L.iovec, i * SLOT + 2);
     size(tx, tReadIov + i * L.iovec + P, SLOT - 2);
@@ -252,7 +263,7 @@ export function createOffloadForwarder(sys: LoopSys, cfg: ForwarderConfig): Forw
         tu8[th + 17] = 0;
         const data = p + hlen + seg * mss;
         const s = pseudo(tu8, h, thl + segLen) + sumBE(tu8, th, thl) +
-          csumFold(tu8, tx.w, data, segLen, hostLE);
+          txSum(data, segLen);
         const c = ~fold(s) & 0xffff;
         tu8[th + 16] = c >> 8;
         tu8[th + 17] = c & 0xff;
@@ -319,7 +330,7 @@ export function createOffloadForwarder(sys: LoopSys, cfg: ForwarderConfig): Forw
           bad++;
           continue;
         }
-        const c = ~csumFold(tu8, tx.w, p + start, plen - start, hostLE) & 0xffff;
+        const c = ~txSum(p + start, plen - start) & 0xffff;
         tu8[p + at] = c >> 8;
         tu8[p + at + 1] = c & 0xff;
       }

@@ -242,8 +242,9 @@ export interface DataPathOptions {
   /** Open the devices inside this named network namespace (tests); the current one when absent. */
   netns?: string;
   /**
-   * Where the loop runs: `"worker"` (default) one Worker thread polling both directions;
-   * `"workers"` one thread per direction; `"main"` the JS thread, waiting through a pool thread.
+   * Where the loop runs: `"workers"` (default) one Worker thread per direction, so the ACKs
+   * coming back never wait behind a 64 KiB send; `"worker"` one thread polling both
+   * directions; `"main"` the JS thread, waiting through a pool thread.
    */
   threads?: "worker" | "workers" | "main";
   /** Messages per recvmmsg/sendmmsg; default {@linkcode DEFAULT_BATCH}. */
@@ -266,6 +267,11 @@ export interface DataPath {
   readonly port: number;
   /** What the data path could enable, for the log: `tso4`, `udp-gso`, `udp-gro`, `loop:worker`, … */
   readonly features: readonly string[];
+  /**
+   * Settles with the error when a loop thread stopped on its own (a bug, a crash): the TUN device
+   * is still up but nothing moves, so the owner must close and reopen. Never settles otherwise.
+   */
+  readonly failed: Promise<Error>;
   /** Replaces the peer table; takes effect before the next packet each thread handles. */
   setPeers(peers: readonly PeerRoute[]): void;
   stats(): DataPathStats;

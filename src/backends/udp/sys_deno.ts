@@ -15,9 +15,10 @@
  *
  * The TUN device is opened with IFF_VNET_HDR and TSO, and the socket gets UDP_GRO and, when the
  * kernel has it, UDP_SEGMENT (offload.ts); `offload: false` gives one packet per syscall
- * (forwarder.ts). Measured on a 2-CPU VM (tests/bench/udp_bench.ts): 3–5 Gbit/s with offloads
- * against 0.7–0.9 without; one Worker, a Worker per direction and the JS thread were within the
- * noise of each other for throughput, with the JS thread lowest; one Worker is the default.
+ * (forwarder.ts). The sender's TCP checksums run in WebAssembly SIMD (csum_wasm.ts). Measured on
+ * a 2-CPU VM (tests/bench/udp_bench.ts, 2026-11-22): a Worker per direction 5.7–6.6 Gbit/s, one
+ * Worker for both 5.2, the JS thread 5.0, without offloads 1.1; a Worker per direction is the
+ * default (the ACKs of a stream never queue behind its 64 KiB sends).
  *
  * FFI notes. Results that are `ssize_t` are declared `i32`: x86_64 and aarch64 return them in a
  * 64-bit register whose low half is the value (every count here is below 2^31, and -1 stays -1),
@@ -39,6 +40,7 @@ import {
 } from "./forwarder.ts";
 import { createForwarder, runLoop, sharedPeersLength, writeSharedPeers } from "./forwarder.ts";
 import { createOffloadForwarder } from "./offload.ts";
+import { wasmChecksum } from "./csum_wasm.ts";
 import type { PeerRoute } from "./packet.ts";
 import {
   AF_INET,
@@ -82,6 +84,12 @@ import {
 const SOCKET_BUFFER = 4 << 20;
 /** Slots per ring with offloads: each holds up to 64 KiB, so 16 is 1 MiB per direction. */
 const OFFLOAD_BATCH = 16;
+/** Values of the loop's control word (see runLoop in forwarder.ts): run, stop, throw (tests). */
+const STOP = 1, FAIL = 2;
+/** The first line of a thread's error text (its stack follows). */
+const firstLine = (text: string) => text.split("\n", 1)[0]!;
+/** Where the loop runs unless told otherwise (see DataPathOptions.threads and the module notes). */
+const DEFAULT_THREADS = "workers";
 /** How long close() waits for a loop thread to notice the stop request. */
 const STOP_DEADLINE_MS = 2_000;
 
@@ -185,12 +193,21 @@ export function workerSource(): string {
 
 /** A loop thread, as the data path holds it. */
 interface LoopThread {
+  /** Settles when the thread has left its loop: told to stop, or failed (then `died` says why). */
   stopped: Promise<void>;
   terminate(): void;
 }
 
-/** Starts one loop Worker; resolves once it has bound libc and built its rings. */
-async function startWorker(url: string, start: WorkerStart, name: string): Promise<LoopThread> {
+/**
+ * Starts one loop Worker; resolves once it has bound libc and built its rings. After that, `died`
+ * hears of the thread leaving its loop when no one asked it to (an exception, a crash).
+ */
+async function startWorker(
+  url: string,
+  start: WorkerStart,
+  name: string,
+  died: (e: Error) => void,
+): Promise<LoopThread> {
   const w = new Worker(url, { type: "module", name });
   let ready!: () => void, failed!: (e: Error) => void, stopped!: () => void;
   const isReady = new Promise<void>((res, rej) => {
@@ -198,19 +215,22 @@ async function startWorker(url: string, start: WorkerStart, name: string): Promi
     failed = rej;
   });
   const isStopped = new Promise<void>((res) => (stopped = res));
+  const end = (err?: Error) => {
+    if (err) failed(err);
+    if (Atomics.load(start.control, 0) !== STOP) {
+      died(err ?? new Error(`The udp forwarding thread ${name} left its loop without being asked to`));
+    }
+    stopped();
+  };
   w.onmessage = (e: MessageEvent) => {
     const m = e.data as { ready?: boolean; stopped?: boolean; error?: string };
     if (m.ready) ready();
-    if (m.stopped) stopped();
-    if (m.error) {
-      failed(new Error(`The udp forwarding thread failed: ${m.error}`));
-      stopped();
-    }
+    if (m.stopped) end();
+    if (m.error) end(new Error(`The udp forwarding thread ${name} failed: ${firstLine(m.error)}`));
   };
   w.onerror = (e: ErrorEvent) => {
     e.preventDefault();
-    failed(new Error(`The udp forwarding thread failed: ${e.message}`));
-    stopped();
+    end(new Error(`The udp forwarding thread ${name} failed: ${e.message}`));
   };
   w.postMessage(start);
   try {
@@ -223,7 +243,7 @@ async function startWorker(url: string, start: WorkerStart, name: string): Promi
 }
 
 /** The loop on the JS thread, waiting through a `nonblocking` poll (for comparison). */
-function startMainLoop(start: WorkerStart, signal: AbortSignal): LoopThread {
+function startMainLoop(start: WorkerStart, signal: AbortSignal, died: (e: Error) => void): LoopThread {
   const lib = Deno.dlopen(
     "libc.so.6",
     {
@@ -237,7 +257,10 @@ function startMainLoop(start: WorkerStart, signal: AbortSignal): LoopThread {
   const fds = pollFds([start.forwarder.tunFd, start.forwarder.udpFd, start.stopFd]);
   const stopped = (async () => {
     let rounds = 0;
-    while (!signal.aborted && Atomics.load(start.control, 0) === 0) {
+    for (;;) {
+      const c = Atomics.load(start.control, 0);
+      if (signal.aborted || c === STOP) break;
+      if (c === FAIL) throw new Error("the loop was told to fail (a test of crash handling)");
       fwd.syncPeers();
       const a = fwd.pumpTun();
       const b = fwd.pumpUdp();
@@ -249,7 +272,8 @@ function startMainLoop(start: WorkerStart, signal: AbortSignal): LoopThread {
       fwd.waited();
       await lib.symbols.poll(fds, 3n, a < 0 || b < 0 ? 100 : -1);
     }
-  })().finally(() => lib.close());
+  })().catch((e) => died(new Error(`The udp forwarding loop failed: ${(e as Error).message}`)))
+    .finally(() => lib.close());
   return { stopped, terminate: () => {} };
 }
 
@@ -301,6 +325,10 @@ export interface LoopStart
 export interface LoopHandle {
   setPeers(routes: readonly PeerRoute[]): void;
   stats(): DataPathStats;
+  /** Settles with the first error of a loop thread that stopped on its own; never settles otherwise. */
+  readonly failed: Promise<Error>;
+  /** Makes every loop thread throw, as a bug would (tests of crash handling). */
+  crash(): void;
   /** Stops the loop threads; the fds stay open (they belong to the caller). Idempotent. */
   stop(): Promise<void>;
 }
@@ -325,21 +353,26 @@ export async function startDenoLoop(o: LoopStart): Promise<LoopHandle> {
   };
   const threads: LoopThread[] = [];
   const mainStop = new AbortController();
+  let died!: (e: Error) => void;
+  const failed = new Promise<Error>((res) => (died = res));
   const stop = async () => {
     await stopThreads(threads, control, () => wake(c, stopFd), mainStop);
     c.close(stopFd);
   };
-  const mode = o.threads ?? "worker";
+  const mode = o.threads ?? DEFAULT_THREADS;
   try {
     if (mode === "main") {
-      threads.push(startMainLoop({ forwarder, tun: true, udp: true, stopFd, control }, mainStop.signal));
+      threads.push(
+        startMainLoop({ forwarder, tun: true, udp: true, stopFd, control }, mainStop.signal, died),
+      );
     } else {
       const url = URL.createObjectURL(new Blob([workerSource()], { type: "text/javascript" }));
       try {
         const parts = mode === "workers" ? [[true, false], [false, true]] : [[true, true]];
         for (const [tun, udp] of parts) {
           const name = `udp-${tun ? "tun" : ""}${udp ? "udp" : ""}`;
-          threads.push(await startWorker(url, { forwarder, tun: tun!, udp: udp!, stopFd, control }, name));
+          const start = { forwarder, tun: tun!, udp: udp!, stopFd, control };
+          threads.push(await startWorker(url, start, name, died));
         }
       } finally {
         URL.revokeObjectURL(url);
@@ -353,6 +386,11 @@ export async function startDenoLoop(o: LoopStart): Promise<LoopHandle> {
   return {
     setPeers: (routes) => writeSharedPeers(peers, routes),
     stats: () => readStats(stats),
+    failed,
+    crash() {
+      Atomics.store(control, 0, FAIL);
+      wake(c, stopFd);
+    },
     stop: () => (stopping ??= stop()),
   };
 }
@@ -428,12 +466,14 @@ export async function openDenoDataPath(o: DataPathOptions): Promise<DataPath> {
       tso ? "tso4" : "",
       offload && udpSegment ? "udp-gso" : "",
       offload && udpGro ? "udp-gro" : "",
-      `loop:${o.threads ?? "worker"}`,
+      tso && wasmChecksum(new WebAssembly.Memory({ initial: 1 })) ? "csum-simd" : "",
+      `loop:${o.threads ?? DEFAULT_THREADS}`,
     ].filter(Boolean);
     return {
       tunName,
       port,
       features,
+      failed: loop.failed,
       setPeers: (routes) => loop.setPeers(routes),
       stats: () => loop.stats(),
       setDeviceSysctl(name: string, value: string) {
@@ -479,7 +519,7 @@ async function stopThreads(
   wakeAll: () => void,
   mainStop: AbortController,
 ): Promise<void> {
-  Atomics.store(control, 0, 1);
+  Atomics.store(control, 0, STOP);
   mainStop.abort();
   wakeAll();
   let timer: ReturnType<typeof setTimeout> | undefined;
