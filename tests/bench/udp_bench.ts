@@ -129,7 +129,7 @@ if (!(await c.ping(c.pods[0]!, c.pods[1]!.ip, { timeoutMs: 5_000 }))) {
   throw new Error(`udp: no ping\n${c.logs()}`);
 }
 const udp = await measure(c);
-console.log(`udp (bundled flanneld, Worker):      ${show(udp)}`);
+console.log(`udp (bundled flanneld, Workers):     ${show(udp)}`);
 console.log(
   `udp / vxlan: ${(median(udp.gbits) / median(vxlan.gbits)).toFixed(2)}× throughput, ` +
     `${(udp.pps / vxlan.pps).toFixed(2)}× packets/s`,
