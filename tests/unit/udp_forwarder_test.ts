@@ -393,6 +393,19 @@ Deno.test("udp loop: a rewritten peer table applies before the next packet; a to
   assert.throws(() => writeSharedPeers(peers, Array(9).fill(route("10.5.2.0/24", "1.1.1.1"))), RangeError);
 });
 
+for (const offload of [undefined, { udpSegment: true, udpGro: true }]) {
+  Deno.test(`udp loop${offload ? " (offloads)" : ""}: a packet to a peer added after the ring's sync is sent, not refused`, () => {
+    const { sys, fwd, peers, route } = rig(structLayout(8), 4, offload);
+    fwd.syncPeers(); // the loop read the table…
+    writeSharedPeers(peers, [route("10.5.9.0/24", "192.0.2.99")]); // …then the backend added a peer
+    const p = packet("10.5.1.2", "10.5.9.5");
+    sys.tunIn.push(offload ? new Uint8Array([...new Uint8Array(10), ...p]) : p);
+    fwd.pumpTun();
+    assert.deepEqual(sys.udpOut.map((d) => IP4.fromNumber(d.addr).toString()), ["192.0.2.99"]);
+    assert.equal(sys.tunOut.length, 0, "no ICMP net unreachable");
+  });
+}
+
 // ---- offloads (offload.ts) -------------------------------------------------------------------
 
 /** A TCP/IPv4 packet with valid checksums; `opt` bytes of options (a timestamp option's size). */

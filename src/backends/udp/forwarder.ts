@@ -173,6 +173,8 @@ export function createForwarder(sys: LoopSys, cfg: ForwarderConfig): Forwarder {
   const { batch: B, slotSize: S, layout: L, tunFd, udpFd, tunAddr, stats } = cfg;
   const P = L.ptrSize, le = L.littleEndian;
   const table = new PeerTable();
+  let seenSeq = -1;
+  const syncPeers = () => void (seenSeq = readSharedPeers(cfg.peers, seenSeq, table));
 
   /** One direction's ArrayBuffer: slots, then message headers, iovecs and sockaddrs. */
   function ring(withNames: boolean) {
@@ -264,7 +266,8 @@ export function createForwarder(sys: LoopSys, cfg: ForwarderConfig): Forwarder {
         bad++;
         continue;
       }
-      const r = table.lookup(ipv4Dst(p));
+      // A miss may be a peer added since this ring began: look at the shared table once more.
+      const r = table.lookup(ipv4Dst(p)) ?? (syncPeers(), table.lookup(ipv4Dst(p)));
       if (r === undefined) {
         noRoute++;
         const m = icmpNetUnreachable(p, len, tunAddr, icmp);
@@ -329,9 +332,6 @@ export function createForwarder(sys: LoopSys, cfg: ForwarderConfig): Forwarder {
     if (bad) stats[U + MALFORMED]! += bad;
     return n;
   }
-
-  let seenSeq = -1;
-  const syncPeers = () => void (seenSeq = readSharedPeers(cfg.peers, seenSeq, table));
 
   return {
     pumpTun,

@@ -48,6 +48,8 @@ export function createOffloadForwarder(sys: LoopSys, cfg: ForwarderConfig): Forw
   const hostLE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
   let udpSegment = cfg.offload?.udpSegment ?? false;
   const table = new PeerTable();
+  let seenSeq = -1;
+  const syncPeers = () => void (seenSeq = readSharedPeers(cfg.peers, seenSeq, table));
   const cmsgSpace2 = L.cmsgData + P; // CMSG_SPACE(sizeof(u16))
 
   /**
@@ -296,7 +298,8 @@ export function createOffloadForwarder(sys: LoopSys, cfg: ForwarderConfig): Forw
         bad++;
         continue;
       }
-      const r = table.lookup(ipv4Dst(tu8, p));
+      // A miss may be a peer added since this ring began: look at the shared table once more.
+      const r = table.lookup(ipv4Dst(tu8, p)) ?? (syncPeers(), table.lookup(ipv4Dst(tu8, p)));
       if (r === undefined) {
         noRoute++;
         const m = icmpNetUnreachable(tu8, plen, tunAddr, icmpOut, p);
@@ -530,11 +533,10 @@ export function createOffloadForwarder(sys: LoopSys, cfg: ForwarderConfig): Forw
     return n;
   }
 
-  let seenSeq = -1;
   return {
     pumpTun,
     pumpUdp,
-    syncPeers: () => void (seenSeq = readSharedPeers(cfg.peers, seenSeq, table)),
+    syncPeers,
     waited: () => void stats[T + WAITS]!++,
     table,
   };
