@@ -90,6 +90,10 @@ export interface Options {
   logBacktraceAt: string;
   /** `--log-format` (ours, not upstream's). */
   logFormat: LogFormat;
+  /** `--cleanup` (ours): remove what flanneld made on this node, then exit (daemon/cleanup.ts). */
+  cleanup: boolean;
+  /** `--cni-conf-file` (ours): the CNI config `--cleanup` removes when it is flannel's. */
+  cniConfFile: string;
 }
 
 /** What {@linkcode parseFlags} decided. */
@@ -154,6 +158,8 @@ export function defaultOptions(): Options {
     vmodule: "",
     logBacktraceAt: "",
     logFormat: "klog",
+    cleanup: false,
+    cniConfFile: "/etc/cni/net.d/10-flannel.conflist",
   };
 }
 
@@ -248,7 +254,7 @@ function listFlag(name: string, key: KeysOf<string[]>, usage: string): FlagSpec 
   };
 }
 
-/** Upstream's flags and usage texts, plus klog's three, plus our `--log-format`. */
+/** Upstream's flags and usage texts, plus klog's three, plus our `--log-format`, `--cleanup`, `--cni-conf-file`. */
 const FLAGS: readonly FlagSpec[] = [
   valueFlag("etcd-endpoints", "string", "a comma-delimited list of etcd endpoints", {
     set: (o, raw) => {
@@ -370,6 +376,13 @@ const FLAGS: readonly FlagSpec[] = [
     },
     defaultText: (d) => JSON.stringify(d.logFormat),
   }),
+  boolFlag(
+    "cleanup",
+    "cleanup",
+    "remove what flanneld made on this node (its lease if provably ours, devices, proto 91 routes, ipsec " +
+      "policies, iptables/nftables rules, subnet file, WireGuard key, flannel CNI config), then exit; stop flanneld first",
+  ),
+  stringFlag("cni-conf-file", "cniConfFile", "the CNI config --cleanup removes when it is flannel's"),
 ];
 
 const BY_NAME: ReadonlyMap<string, FlagSpec> = new Map(FLAGS.map((f) => [f.name, f]));

@@ -23,7 +23,9 @@ import { NetlinkKernel } from "../netlink/kernel.ts";
 import { openNetlink } from "../netlink/transport/deno_ffi.ts";
 import { denoHost } from "../runtime/host.ts";
 import { sdNotify } from "../runtime/sd_notify.ts";
-import { createTrafficManager } from "../rules/mod.ts";
+import { createTrafficManager, type TrafficManagerOptions } from "../rules/mod.ts";
+import { runCleanup } from "../daemon/cleanup.ts";
+import type { PreviousSubnets } from "../daemon/subnet_file.ts";
 import { denoRunStdinCommand } from "../runtime/command_stdin.ts";
 
 /** Runs flanneld with `argv` (without the program name); resolves to the exit code. */
@@ -51,6 +53,49 @@ export async function main(argv: string[]): Promise<number> {
     mainLog.error(invalid);
     return 1;
   }
+  /** The etcd subnet manager for the options, closing its HTTP client with it. */
+  const etcdManager = (previous: PreviousSubnets) => {
+    const etcdLog = log.child("etcd.ts");
+    const tls = Boolean(options.etcdCertfile && options.etcdKeyfile);
+    if (!tls) etcdLog.warn("no certificate provided: connecting to etcd with http. This is insecure");
+    const fetch = createFetch({
+      certFile: options.etcdCertfile,
+      keyFile: options.etcdKeyfile,
+      caFile: options.etcdCafile,
+    });
+    const manager = createEtcdManager({
+      options,
+      previousSubnet: previous.subnet,
+      previousIPv6Subnet: previous.ipv6Subnet,
+      fetch,
+      log: etcdLog,
+      clock: systemClock,
+    });
+    const close = manager.close;
+    return Object.assign(manager, { close: () => close().finally(() => fetch.close()) });
+  };
+  const kubeManager = () =>
+    createKubeManager(options, Deno.env.toObject(), log.child("kube.ts"), systemClock, denoKubeRuntime);
+  const createRules = (o: Omit<TrafficManagerOptions, "run">) =>
+    createTrafficManager({ ...o, run: denoRunStdinCommand });
+  if (options.cleanup) {
+    const kernel = new NetlinkKernel({ open: openNetlink, log: log.child("netlink.ts") });
+    try {
+      return await runCleanup({
+        options,
+        log: mainLog,
+        clock: systemClock,
+        files: denoFiles,
+        kernel,
+        env: (name) => Deno.env.get(name),
+        createTrafficManager: createRules,
+        cniConfFile: options.cniConfFile,
+        createManager: () => options.kubeSubnetMgr ? kubeManager() : Promise.resolve(etcdManager({})),
+      });
+    } finally {
+      kernel.close();
+    }
+  }
   const signal = shutdownSignal((m) => mainLog.info(m));
   const kernel = new NetlinkKernel({ open: openNetlink, log: log.child("netlink.ts") });
   try {
@@ -65,35 +110,10 @@ export async function main(argv: string[]): Promise<number> {
       kernel,
       host: denoHost,
       notifyReady: () => sdNotify(Deno.env.get("NOTIFY_SOCKET"), "READY=1"),
-      createTrafficManager: (o) => createTrafficManager({ ...o, run: denoRunStdinCommand }),
+      createTrafficManager: createRules,
       createManager(previous) {
-        if (options.kubeSubnetMgr) {
-          return createKubeManager(
-            options,
-            Deno.env.toObject(),
-            log.child("kube.ts"),
-            systemClock,
-            denoKubeRuntime,
-          );
-        }
-        const etcdLog = log.child("etcd.ts");
-        const tls = Boolean(options.etcdCertfile && options.etcdKeyfile);
-        if (!tls) etcdLog.warn("no certificate provided: connecting to etcd with http. This is insecure");
-        const fetch = createFetch({
-          certFile: options.etcdCertfile,
-          keyFile: options.etcdKeyfile,
-          caFile: options.etcdCafile,
-        });
-        const manager = createEtcdManager({
-          options,
-          previousSubnet: previous.subnet,
-          previousIPv6Subnet: previous.ipv6Subnet,
-          fetch,
-          log: etcdLog,
-          clock: systemClock,
-        });
-        const close = manager.close;
-        return Promise.resolve(Object.assign(manager, { close: () => close().finally(() => fetch.close()) }));
+        if (options.kubeSubnetMgr) return kubeManager();
+        return Promise.resolve(etcdManager(previous));
       },
     }, signal);
   } finally {

@@ -18,7 +18,13 @@ import type { Clock } from "../util/clock.ts";
 import type { KV, KVEntry } from "./kv.ts";
 import { decodeLeaseAttrs, encodeLeaseAttrs } from "./lease_json.ts";
 import { listWatch } from "./informer.ts";
-import { ConfigNotFoundError, type LeaseOutcome, OutOfSubnetsError, type SubnetManager } from "./manager.ts";
+import {
+  ConfigNotFoundError,
+  type LeaseOutcome,
+  OutOfSubnetsError,
+  type ReleaseTarget,
+  type SubnetManager,
+} from "./manager.ts";
 import type { Lease, LeaseAttrs, LeaseBatch, LeaseEvent } from "./types.ts";
 import { LeaseWatcher } from "./watcher.ts";
 import { allocateSubnet, compatibleWithConfig, overlapsAny } from "./allocate.ts";
@@ -82,6 +88,32 @@ export class KVSubnetManager implements SubnetManager {
 
   get #subnetsPrefix(): string {
     return `${this.#prefix}/subnets/`;
+  }
+
+  async releaseLease(t: ReleaseTarget, signal?: AbortSignal): Promise<string> {
+    if (!t.subnet) return "No IPv4 subnet in the subnet file: no lease to release";
+    const key = this.#subnetsPrefix + makeSubnetKey(t.subnet, t.ipv6Subnet);
+    const { entry } = await this.#kv.get(key, signal);
+    if (!entry) return `No lease ${key} in the store: nothing to release`;
+    let attrs: LeaseAttrs;
+    try {
+      attrs = decodeLeaseAttrs(entry.value);
+    } catch (e) {
+      return `Kept lease ${key}: its value is not lease JSON (${(e as Error).message})`;
+    }
+    const publics = [attrs.publicIP.toString(), attrs.publicIPv6?.toString()].filter((a) => a !== undefined);
+    if (!publics.some((a) => t.ownAddresses.has(a))) {
+      return `Kept lease ${key}: its PublicIP ${
+        publics.join(", ")
+      } is not an address of this host, so another node holds it`;
+    }
+    if (entry.leaseId === 0n) {
+      return `Kept lease ${key}: it is a reservation (no TTL), which only an admin removes`;
+    }
+    if (!(await this.#kv.delete(key, entry.modRevision, signal))) {
+      return `Kept lease ${key}: it changed while we looked (renewed by a running flanneld?)`;
+    }
+    return `Released lease ${key}`;
   }
 
   async getNetworkConfig(signal?: AbortSignal): Promise<NetworkConfig> {

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { IP4Net, IP6Net } from "../ip/mod.ts";
 import type { NetworkConfig } from "../config/network_config.ts";
 import type { Lease, LeaseAttrs, LeaseBatch } from "./types.ts";
 
@@ -33,6 +34,21 @@ export interface SubnetManager {
    * which override `--public-ip` / `--public-ipv6` (start-up step 12).
    */
   storedPublicIPs?(signal?: AbortSignal): Promise<{ publicIp?: string; publicIpv6?: string }>;
+  /**
+   * Uninstall (`--cleanup`): deletes this node's lease so that peers drop it at once instead of at
+   * its expiry. Only a lease that is provably ours goes: the one of `subnets` whose PublicIP (or
+   * PublicIPv6) is one of `ownAddresses`, bound to a TTL (a reservation is the admin's). Returns
+   * one line for the log saying what happened.
+   */
+  releaseLease?(subnets: ReleaseTarget, signal?: AbortSignal): Promise<string>;
+}
+
+/** What {@linkcode SubnetManager.releaseLease} looks for. */
+export interface ReleaseTarget {
+  subnet?: IP4Net;
+  ipv6Subnet?: IP6Net;
+  /** The host's addresses, as text: a lease whose public address is one of them is ours. */
+  ownAddresses: ReadonlySet<string>;
 }
 
 /** No free subnet is left in [SubnetMin, SubnetMax]. */

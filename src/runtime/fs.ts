@@ -13,6 +13,8 @@ export interface Files {
    * set explicitly (independent of the umask). Parent directories are created with 0755.
    */
   writeAtomic(path: string, data: string, mode: number): Promise<void>;
+  /** Deletes a file; false when it did not exist. */
+  remove(path: string): Promise<boolean>;
 }
 
 /**
@@ -51,4 +53,13 @@ export const denoFiles: Files = {
     }
   },
   writeAtomic: (path, data, mode) => writeFileAtomic(path, data, mode),
+  async remove(path) {
+    try {
+      await Deno.remove(path);
+      return true;
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return false;
+      throw e;
+    }
+  },
 };

@@ -6,6 +6,8 @@ import { freePort } from "./etcd.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 export const FLANNELD = `${ROOT}dist/flanneld`;
+/** PATH for running the binary: its shebang needs the pinned `deno`. */
+export const FLANNELD_PATH = () => `${ROOT}tools/deno/node_modules/.bin:${Deno.env.get("PATH") ?? ""}`;
 
 /** Why the bundled binary cannot be used, or undefined. */
 export function flanneldMissing(): string | undefined {
@@ -71,7 +73,7 @@ export class Flanneld {
     const all = args.some((a) => a.includes("healthz-port"))
       ? args
       : [...args, `--healthz-port=${port}`, "--healthz-ip=127.0.0.1"];
-    const path = `${ROOT}tools/deno/node_modules/.bin:${Deno.env.get("PATH") ?? ""}`;
+    const path = FLANNELD_PATH();
     const prefix = opts.prefix ?? [];
     const argv = [...prefix, FLANNELD, ...all];
     const child = new Deno.Command(argv[0]!, {

@@ -11,7 +11,7 @@ import { IP4 } from "../../src/ip/mod.ts";
 import { KVSubnetManager } from "../../src/lease/kv_manager.ts";
 import { MemoryKV } from "../../src/lease/memory/kv.ts";
 import { MemoryLogger } from "../../src/log/logger.ts";
-import type { Files } from "../../src/runtime/fs.ts";
+import { MemFiles } from "../fakes/mem_files.ts";
 import { systemClock } from "../../src/util/clock.ts";
 import { Metrics } from "../../src/daemon/metrics.ts";
 
@@ -36,20 +36,6 @@ const net: NetInfo = {
   defaultRouteLink: (family) => Promise.resolve(family === 4 ? ["eth0"] : []),
   routeGet: () => Promise.resolve(undefined),
 };
-
-class MemFiles implements Files {
-  files = new Map<string, { data: string; mode: number }>();
-  constructor(init: Record<string, string> = {}) {
-    for (const [k, v] of Object.entries(init)) this.files.set(k, { data: v, mode: 0o644 });
-  }
-  readText(path: string) {
-    return Promise.resolve(this.files.get(path)?.data);
-  }
-  writeAtomic(path: string, data: string, mode: number) {
-    this.files.set(path, { data, mode });
-    return Promise.resolve();
-  }
-}
 
 const BRIDGE = {
   "/proc/sys/net/bridge/bridge-nf-call-iptables": "1\n",

@@ -56,6 +56,8 @@ Deno.test("every flag has upstream's default", () => {
     vmodule: "",
     logBacktraceAt: "",
     logFormat: "klog",
+    cleanup: false,
+    cniConfFile: "/etc/cni/net.d/10-flannel.conflist",
   };
   const r = run([]);
   assert.deepEqual(r.options, expected);
@@ -100,6 +102,8 @@ Deno.test("every flag is settable by name, on the command line and from env", ()
     ["vmodule", "etcd=3", "vmodule", "etcd=3"],
     ["log_backtrace_at", "main.go:215", "logBacktraceAt", "main.go:215"],
     ["log-format", "json", "logFormat", "json"],
+    ["cleanup", "true", "cleanup", true],
+    ["cni-conf-file", "/tmp/x.conflist", "cniConfFile", "/tmp/x.conflist"],
   ];
   for (const [flag, value, key, want] of cases) {
     assert.deepEqual(run([`--${flag}=${value}`]).options[key], want, `--${flag}`);
@@ -316,7 +320,7 @@ Deno.test("-h and --help give the usage text", () => {
   // Sorted by name, as Go lists them.
   const names = [...text.matchAll(/^ {2}-(\S+)/gm)].map((m) => m[1]!);
   assert.deepEqual(names, [...names].sort());
-  assert.equal(names.length, 32);
+  assert.equal(names.length, 34); // upstream's 28, klog's 3, our log-format, cleanup, cni-conf-file
   assert.ok(!names.includes("h") && !names.includes("help"));
 });
 

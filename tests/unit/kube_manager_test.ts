@@ -302,3 +302,37 @@ Deno.test("kube manager: stored public IPs and MACs come from our node's annotat
     assert.deepEqual(await m.storedMacs(), { mac: "0a:58:0a:f4:07:00" });
   });
 });
+
+Deno.test("kube manager: releaseLease (--cleanup) removes only the annotations we wrote, only on our own node", async () => {
+  await withManager(async ({ fake, manager }) => {
+    const own = new Set(["192.168.0.1", "127.0.0.1"]);
+    const m = manager();
+    assert.equal(
+      await m.releaseLease({ ownAddresses: own }),
+      'Node "self" does not exist: nothing to release',
+    );
+    fake.addNode(peer("self", "10.244.7.0/24", "192.168.0.1", { [`${P}node-public-ip`]: "192.168.0.1" }));
+    fake.addNode(peer("other", "10.244.8.0/24", "192.168.0.2"));
+
+    // NODE_NAME pointing at another machine's Node: nothing is touched.
+    const wrong = manager({ nodeName: "other" });
+    assert.match(
+      await wrong.releaseLease({ ownAddresses: own }),
+      /^Kept the annotations of node "other": its public-ip 192\.168\.0\.2 is not an address of this host/,
+    );
+    assert.equal(fake.getNode("other").metadata.annotations?.[`${P}public-ip`], "192.168.0.2");
+
+    assert.equal(
+      await m.releaseLease({ ownAddresses: own }),
+      `Removed the flannel annotations of node "self": ${P}kube-subnet-manager, ${P}backend-type, ` +
+        `${P}backend-data, ${P}public-ip`,
+    );
+    const ann = fake.getNode("self").metadata.annotations ?? {};
+    assert.deepEqual(ann, { [`${P}node-public-ip`]: "192.168.0.1" }, "the admin's override stays");
+    assert.equal((fake.getNode("self").spec as { podCIDR?: string }).podCIDR, "10.244.7.0/24");
+    assert.equal(
+      await m.releaseLease({ ownAddresses: own }),
+      'Node "self" has no flannel annotations: nothing to release',
+    );
+  });
+});

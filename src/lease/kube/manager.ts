@@ -18,7 +18,7 @@
 import type { NetworkConfig } from "../../config/network_config.ts";
 import type { Logger } from "../../log/logger.ts";
 import type { Clock } from "../../util/clock.ts";
-import type { LeaseOutcome, SubnetManager } from "../manager.ts";
+import type { LeaseOutcome, ReleaseTarget, SubnetManager } from "../manager.ts";
 import type { Lease, LeaseAttrs, LeaseBatch, LeaseEvent } from "../types.ts";
 import { leaseIdentity, LeaseWatcher } from "../watcher.ts";
 import { type AnnotationNames, annotationNames } from "./annotations.ts";
@@ -210,6 +210,49 @@ export class KubeSubnetManager implements SubnetManager {
       else signal.addEventListener("abort", () => resolve(), { once: true });
     });
     return "cancelled";
+  }
+
+  /**
+   * Uninstall: removes the annotations flanneld wrote on our Node (kube-subnet-manager,
+   * backend-*, public-ip*), so that the other nodes drop it as a peer now. Only when the Node's
+   * published public-ip is an address of this host (a wrong NODE_NAME must not unpublish another
+   * node). The pod CIDR is the controller-manager's and stays; so do the admins' node-public-ip
+   * and *-overwrite annotations.
+   */
+  async releaseLease(t: ReleaseTarget, signal?: AbortSignal): Promise<string> {
+    const { client, nodeName } = this.#opts;
+    let node;
+    try {
+      node = await client.getNode(nodeName, signal);
+    } catch (e) {
+      if (e instanceof KubeApiError && e.status === 404) {
+        return `Node "${nodeName}" does not exist: nothing to release`;
+      }
+      throw e;
+    }
+    const ann = node.metadata.annotations ?? {};
+    const n = this.#names;
+    const written = [
+      n.kubeSubnetManager,
+      n.backendType,
+      n.backendData,
+      n.backendV6Data,
+      n.publicIP,
+      n.publicIPv6,
+    ]
+      .filter((k) => k in ann);
+    if (written.length === 0) return `Node "${nodeName}" has no flannel annotations: nothing to release`;
+    const publics = [ann[n.publicIP], ann[n.publicIPv6]].filter((a): a is string => Boolean(a));
+    if (!publics.some((a) => t.ownAddresses.has(a))) {
+      return `Kept the annotations of node "${nodeName}": its public-ip ${publics.join(", ") || "(none)"} ` +
+        `is not an address of this host (is NODE_NAME right?)`;
+    }
+    await client.patchNodeStatus(
+      nodeName,
+      { metadata: { annotations: Object.fromEntries(written.map((k) => [k, null])) } },
+      signal,
+    );
+    return `Removed the flannel annotations of node "${nodeName}": ${written.join(", ")}`;
   }
 
   /** The `node-public-ip(v6)` annotations of our node, which override `--public-ip(v6)`. */
