@@ -12,6 +12,7 @@ import { ipsecBackend } from "./ipsec/mod.ts";
 import { udpBackend } from "./udp/mod.ts";
 import { vxlanBackend } from "./vxlan/mod.ts";
 import { wireguardBackend } from "./wireguard/mod.ts";
+import { tencentVpcBackend } from "./cloud/tencent_vpc.ts";
 
 /** Net-conf names a backend type that no factory provides. */
 export class UnknownBackendError extends Error {
@@ -54,6 +55,7 @@ export const defaultBackends: readonly BackendFactory[] = [
   hostGwBackend,
   ipipBackend,
   ipsecBackend,
+  tencentVpcBackend,
   udpBackend,
   vxlanBackend,
   wireguardBackend,
