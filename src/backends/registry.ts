@@ -13,6 +13,7 @@ import { udpBackend } from "./udp/mod.ts";
 import { vxlanBackend } from "./vxlan/mod.ts";
 import { wireguardBackend } from "./wireguard/mod.ts";
 import { tencentVpcBackend } from "./cloud/tencent_vpc.ts";
+import { aliVpcBackend } from "./cloud/ali_vpc.ts";
 
 /** Net-conf names a backend type that no factory provides. */
 export class UnknownBackendError extends Error {
@@ -50,6 +51,7 @@ export class BackendRegistry {
 
 /** Every backend this build ships. */
 export const defaultBackends: readonly BackendFactory[] = [
+  aliVpcBackend,
   allocBackend,
   extensionBackend,
   hostGwBackend,

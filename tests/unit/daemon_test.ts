@@ -138,7 +138,7 @@ Deno.test("daemon: an unknown backend exits 1 naming the known ones", async () =
   assert.ok(
     s.log.messages("error").some((m) =>
       m ===
-        "Error fetching backend: unknown backend type: vxlan-ish: set Backend.Type in net-conf.json to one of alloc, extension, host-gw, ipip, ipsec, tencent-vpc, udp, vxlan, wireguard"
+        "Error fetching backend: unknown backend type: vxlan-ish: set Backend.Type in net-conf.json to one of ali-vpc, alloc, extension, host-gw, ipip, ipsec, tencent-vpc, udp, vxlan, wireguard"
     ),
     JSON.stringify(s.log.messages("error")),
   );
@@ -209,7 +209,7 @@ Deno.test("daemon: --ip-masq warns that no rules are installed yet", async () =>
 });
 
 Deno.test("backend registry: duplicates are refused, lookups are case-insensitive", () => {
-  const alloc = defaultBackends[0]!;
+  const alloc = defaultBackends.find((b) => b.type === "alloc")!;
   assert.throws(() => new BackendRegistry([alloc, alloc]), /registered twice/);
   assert.equal(new BackendRegistry([alloc]).get("ALLOC"), alloc);
 });
