@@ -14,6 +14,8 @@ import { vxlanBackend } from "./vxlan/mod.ts";
 import { wireguardBackend } from "./wireguard/mod.ts";
 import { tencentVpcBackend } from "./cloud/tencent_vpc.ts";
 import { aliVpcBackend } from "./cloud/ali_vpc.ts";
+import { awsVpcBackend } from "./cloud/aws_vpc.ts";
+import { gceBackend } from "./cloud/gce.ts";
 
 /** Net-conf names a backend type that no factory provides. */
 export class UnknownBackendError extends Error {
@@ -53,7 +55,9 @@ export class BackendRegistry {
 export const defaultBackends: readonly BackendFactory[] = [
   aliVpcBackend,
   allocBackend,
+  awsVpcBackend,
   extensionBackend,
+  gceBackend,
   hostGwBackend,
   ipipBackend,
   ipsecBackend,

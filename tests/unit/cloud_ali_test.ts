@@ -334,7 +334,7 @@ Deno.test("ali-vpc: hardened metadata mode, and a metadata service that is not t
         : inner(input, init);
     await assert.rejects(
       provider.open(s.ctx),
-      /^Error: Cannot read the region from the Alibaba Cloud metadata service at http:\/\/127\.0\.0\.1:\d+\/latest\/meta-data\/region-id: .*Connection refused; is this a Alibaba Cloud instance\?$/,
+      /^Error: Cannot read the region from the Alibaba Cloud metadata service at http:\/\/127\.0\.0\.1:\d+\/latest\/meta-data\/region-id: .*Connection refused; is this node running on Alibaba Cloud\?$/,
     );
   }
 });

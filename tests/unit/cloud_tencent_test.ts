@@ -164,7 +164,7 @@ Deno.test("tencent-vpc: no metadata service is one line that says where and what
       assert.match(
         e.message,
         new RegExp(
-          `^Cannot read the region from the Tencent Cloud metadata service at ${url}/latest/meta-data/placement/region: .+; is this a Tencent Cloud instance\\?$`,
+          `^Cannot read the region from the Tencent Cloud metadata service at ${url}/latest/meta-data/placement/region: .+; is this node running on Tencent Cloud\\?$`,
         ),
       );
       assert.doesNotMatch(e.message, /\n/);

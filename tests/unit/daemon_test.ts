@@ -138,7 +138,7 @@ Deno.test("daemon: an unknown backend exits 1 naming the known ones", async () =
   assert.ok(
     s.log.messages("error").some((m) =>
       m ===
-        "Error fetching backend: unknown backend type: vxlan-ish: set Backend.Type in net-conf.json to one of ali-vpc, alloc, extension, host-gw, ipip, ipsec, tencent-vpc, udp, vxlan, wireguard"
+        "Error fetching backend: unknown backend type: vxlan-ish: set Backend.Type in net-conf.json to one of ali-vpc, alloc, aws-vpc, extension, gce, host-gw, ipip, ipsec, tencent-vpc, udp, vxlan, wireguard"
     ),
     JSON.stringify(s.log.messages("error")),
   );

@@ -216,7 +216,7 @@ export const METADATA_TIMEOUT_MS = 5_000;
 /**
  * GETs one metadata value (text, trimmed). Errors say which value, from where, and what to check:
  * `Cannot read region from the Tencent Cloud metadata service at http://…: connection refused;
- * is this a Tencent Cloud instance?`
+ * is this node running on Tencent Cloud?`
  */
 export async function metadataGet(
   ctx: Pick<CloudContext, "fetch" | "signal">,
@@ -227,7 +227,7 @@ export async function metadataGet(
 ): Promise<string> {
   const fail = (why: string) =>
     new Error(
-      `Cannot read ${what} from the ${cloud} metadata service at ${url}: ${why}; is this a ${cloud} instance?`,
+      `Cannot read ${what} from the ${cloud} metadata service at ${url}: ${why}; is this node running on ${cloud}?`,
     );
   let res: Response;
   try {
