@@ -1,12 +1,12 @@
 /**
- * The cloud route backends from the bundled binary: a virtual cluster whose nodes run
- * `tencent-vpc` against the fake Tencent Cloud (metadata service and VPC API, signatures checked),
- * served from the switch namespace where the nodes reach it. Each node's route to its own subnet
- * is in the VPC's route table, with the node as gateway, before the node reports ready; a daemon
- * restart keeps it without a second route; bad credentials fail registration with Tencent's code.
+ * The cloud route backends from the bundled binary: for each of `tencent-vpc`, `aws-vpc`, `gce`
+ * and `ali-vpc`, a virtual cluster whose nodes talk to the fake cloud (metadata service and API,
+ * signatures or tokens checked) served from the switch namespace, where the nodes reach it. Each
+ * node's route to its own subnet is in the cloud before the node reports ready; a daemon restart
+ * keeps it without a second route; bad credentials fail registration with the cloud's own code.
  */
 import assert from "node:assert/strict";
-import { cleanupLeftovers, Cluster, clusterUnavailable } from "../harness/cluster.ts";
+import { cleanupLeftovers, Cluster, type ClusterNode, clusterUnavailable } from "../harness/cluster.ts";
 import { FLANNELD_PATH } from "../harness/daemon.ts";
 
 const skip = await clusterUnavailable();
@@ -15,75 +15,134 @@ else await cleanupLeftovers();
 
 const SERVE = new URL("../fakes/cloud/serve.ts", import.meta.url).pathname;
 
-Deno.test({
-  name: "e2e cluster/cloud: tencent-vpc routes each node's subnet to it in the VPC, from the bundled binary",
-  ignore: skip !== undefined,
-  sanitizeOps: false,
-  sanitizeResources: false,
-  fn: async () => {
-    let env: Record<string, string> = {};
-    await using c = await Cluster.start({ nodes: 0, backend: "tencent-vpc", daemonEnv: () => env });
-    const fake = new Deno.Command("ip", {
-      args: [
-        "netns",
-        "exec",
-        c.infra,
-        "env",
-        `PATH=${FLANNELD_PATH()}`,
-        "deno",
-        "run",
-        "-A",
-        "--quiet",
-        SERVE,
-        "tencent",
-        "192.0.2.1",
-      ],
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    try {
-      const reader = fake.stdout.pipeThrough(new TextDecoderStream()).getReader();
-      let first = "";
-      while (!first.includes("\n")) {
-        const { value, done } = await reader.read();
-        if (done) throw new Error(`the fake cloud exited before it listened: ${first}`);
-        first += value;
-      }
-      const started = JSON.parse(first.split("\n")[0]!) as { url: string; env: Record<string, string> };
-      const routes = async () =>
-        JSON.parse(
-          (await c.exec(c.infra, ["curl", "-sS", `${started.url}/_fake/routes`])).stdout,
-        ) as string[];
+interface CloudCase {
+  /** serve.ts's name for the fake. */
+  fake: string;
+  type: string;
+  /** The fake's route line for a node (the fakes know one instance: every node is it). */
+  line(n: ClusterNode): RegExp;
+  /**
+   * The environment change that makes the credentials wrong, and the code the cloud answers (gce
+   * has none: its token comes from the metadata server).
+   */
+  badCredentials?: [Record<string, string>, RegExp];
+}
 
-      env = started.env;
-      const [a, b] = [await c.addNode(), await c.addNode()];
-      // Ready means the route is there: the harness waited for /readyz and subnet.env.
-      assert.deepEqual(
-        (await routes()).sort(),
-        [
-          `${a.subnet} -> NORMAL_CVM:${a.ip}`,
-          `${b.subnet} -> NORMAL_CVM:${b.ip}`,
-        ].sort(),
-      );
-      assert.match(a.daemon.log(), /tencent-vpc: routes go to VPC vpc-2at5y1pn in ap-guangzhou/);
-      assert.match(a.daemon.log(), /tencent-vpc: created the route for /);
-      const leases = (await c.leases()).map((l) => JSON.stringify(l.value)).sort();
-      assert.deepEqual(leases, [a.ip, b.ip].sort().map((ip) => `{"PublicIP":"${ip}","PublicIPv6":null}`));
-
-      // A restart finds the route in place and adds nothing.
-      const d = await c.restartDaemon(a.index);
-      assert.match(d.log(), /tencent-vpc: the route for .* to this instance is in place/);
-      assert.equal((await routes()).length, 2);
-
-      // Wrong credentials: registration fails with Tencent's code, and the daemon exits 1.
-      env = { ...started.env, ACCESS_KEY_SECRET: "wrong" };
-      await assert.rejects(c.addNode(), (e: Error) => {
-        assert.match(e.message, /AuthFailure\.SignatureFailure/);
-        return true;
-      });
-    } finally {
-      fake.kill("SIGKILL");
-      await fake.status;
-    }
+const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+const CASES: CloudCase[] = [
+  {
+    fake: "tencent",
+    type: "tencent-vpc",
+    line: (n) => new RegExp(`^${esc(n.subnet)} -> NORMAL_CVM:${esc(n.ip)}$`),
+    badCredentials: [{ ACCESS_KEY_SECRET: "wrong" }, /AuthFailure\.SignatureFailure/],
   },
-});
+  {
+    fake: "aws",
+    type: "aws-vpc",
+    line: (n) => new RegExp(`^rtb-\\S+ ${esc(n.subnet)} -> i-\\S+ active$`),
+    badCredentials: [{ AWS_SECRET_ACCESS_KEY: "wrong" }, /AuthFailure/],
+  },
+  {
+    fake: "gce",
+    type: "gce",
+    line: (n) =>
+      new RegExp(
+        `^flannel-${n.subnet.replace(/[./]/g, "-")} ${
+          esc(n.subnet)
+        } projects/\\S+ -> projects/\\S+/instances/\\S+$`,
+      ),
+  },
+  {
+    fake: "ali",
+    type: "ali-vpc",
+    line: (n) => new RegExp(`^vtb-\\S+ ${esc(n.subnet)} -> Instance i-\\S+ Available$`),
+    badCredentials: [{ ACCESS_KEY_SECRET: "wrong" }, /SignatureDoesNotMatch/],
+  },
+];
+
+for (const cloud of CASES) {
+  Deno.test({
+    name: `e2e cluster/cloud: ${cloud.type} routes each node's subnet to it, from the bundled binary`,
+    ignore: skip !== undefined,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn: async () => {
+      let env: Record<string, string> = {};
+      await using c = await Cluster.start({ nodes: 0, backend: cloud.type, daemonEnv: () => env });
+      const fake = new Deno.Command("ip", {
+        args: [
+          "netns",
+          "exec",
+          c.infra,
+          "env",
+          `PATH=${FLANNELD_PATH()}`,
+          "deno",
+          "run",
+          "-A",
+          "--quiet",
+          SERVE,
+          cloud.fake,
+          "192.0.2.1",
+        ],
+        stdout: "piped",
+        stderr: "inherit",
+      }).spawn();
+      try {
+        const reader = fake.stdout.pipeThrough(new TextDecoderStream()).getReader();
+        let first = "";
+        while (!first.includes("\n")) {
+          const { value, done } = await reader.read();
+          if (done) throw new Error(`the fake ${cloud.fake} exited before it listened: ${first}`);
+          first += value;
+        }
+        const started = JSON.parse(first.split("\n")[0]!) as { env: Record<string, string>; control: string };
+        const routes = async () =>
+          JSON.parse((await c.exec(c.infra, ["curl", "-sS", started.control])).stdout) as string[];
+
+        env = started.env;
+        const nodes = [await c.addNode(), await c.addNode()];
+        // Ready means the route is there: the harness waited for /readyz and subnet.env.
+        let lines = await routes();
+        for (const n of nodes) {
+          assert.equal(
+            lines.filter((l) => cloud.line(n).test(l)).length,
+            1,
+            `${n.subnet} in\n${lines.join("\n")}`,
+          );
+          assert.match(
+            n.daemon.log(),
+            new RegExp(`${esc(cloud.type)}: created the route for ${esc(n.subnet)}`),
+          );
+        }
+        const leases = (await c.leases()).map((l) => JSON.stringify(l.value)).sort();
+        assert.deepEqual(leases, nodes.map((n) => `{"PublicIP":"${n.ip}","PublicIPv6":null}`).sort());
+
+        // A restart finds the route in place and adds nothing.
+        const d = await c.restartDaemon(nodes[0]!.index);
+        assert.match(
+          d.log(),
+          new RegExp(`${esc(cloud.type)}: the route for .* to this instance is in place`),
+        );
+        lines = await routes();
+        assert.equal(
+          lines.filter((l) => nodes.some((n) => cloud.line(n).test(l))).length,
+          2,
+          lines.join("\n"),
+        );
+
+        // Wrong credentials: registration fails with the cloud's code, and the daemon exits 1.
+        if (cloud.badCredentials) {
+          const [change, code] = cloud.badCredentials;
+          env = { ...started.env, ...change };
+          await assert.rejects(c.addNode(), (e: Error) => {
+            assert.match(e.message, code);
+            return true;
+          });
+        }
+      } finally {
+        fake.kill("SIGKILL");
+        await fake.status;
+      }
+    },
+  });
+}

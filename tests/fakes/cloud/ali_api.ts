@@ -32,6 +32,8 @@ export interface FakeRouteEntry {
 }
 
 export interface FakeAliOptions {
+  /** Where to listen (127.0.0.1; the e2e test serves it in the cluster's switch namespace). */
+  hostname?: string;
   accessKeyId?: string;
   accessKeySecret?: string;
   region?: string;
@@ -147,14 +149,14 @@ export class FakeAliCloud {
     const f = new FakeAliCloud(o);
     return new Promise((resolve) => {
       f.#server = Deno.serve(
-        { hostname: "127.0.0.1", port: 0, onListen: () => resolve(f) },
+        { hostname: o.hostname ?? "127.0.0.1", port: 0, onListen: () => resolve(f) },
         (req) => f.#handle(req),
       );
     });
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.#server.addr.port}`;
+    return `http://${this.#server.addr.hostname}:${this.#server.addr.port}`;
   }
 
   close(): Promise<void> {

@@ -70,6 +70,8 @@ interface Operation {
 }
 
 export interface FakeGceOptions {
+  /** Where to listen (127.0.0.1; the e2e test serves it in the cluster's switch namespace). */
+  hostname?: string;
   project?: string;
   numericProject?: string;
   instance?: string;
@@ -109,7 +111,10 @@ export class FakeGce {
   #opFailures: { method: string; code: string; message: string; http: number; times: number }[] = [];
   readonly #server: Deno.HttpServer<Deno.NetAddr>;
 
+  readonly hostname: string;
+
   private constructor(opts: FakeGceOptions) {
+    this.hostname = opts.hostname ?? "127.0.0.1";
     this.project = opts.project ?? "demo-project";
     this.numericProject = opts.numericProject ?? "123456789012";
     this.instance = opts.instance ?? "node-1";
@@ -120,7 +125,7 @@ export class FakeGce {
     this.pollsToDone = opts.pollsToDone ?? 2;
     this.tokenLifetime = opts.tokenLifetime ?? 3599;
     this.#server = Deno.serve(
-      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+      { hostname: this.hostname, port: 0, onListen: () => {} },
       (req) => this.#handle(req),
     );
   }
@@ -134,11 +139,11 @@ export class FakeGce {
   }
   /** For `GCE_METADATA_HOST`. */
   get metadataHost(): string {
-    return `127.0.0.1:${this.port}`;
+    return `${this.hostname}:${this.port}`;
   }
   /** For `GCE_COMPUTE_ENDPOINT`. */
   get computeEndpoint(): string {
-    return `http://127.0.0.1:${this.port}/compute/v1/`;
+    return `http://${this.hostname}:${this.port}/compute/v1/`;
   }
   /** The environment that points a provider here. */
   get env(): Record<string, string> {

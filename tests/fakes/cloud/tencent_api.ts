@@ -98,11 +98,6 @@ export class FakeTencentCloud {
       const v = values[path];
       return v === undefined ? new Response("Not Found", { status: 404 }) : new Response(v);
     }
-    // The test's own view (the e2e test runs this fake in another process).
-    if (url.pathname === "/_fake/routes") {
-      if (req.method === "DELETE") this.tables[0]!.RouteSet.length = 0;
-      return Response.json(this.routes());
-    }
     if (req.method !== "POST" || url.pathname !== "/") return new Response("Not Found", { status: 404 });
     const body = await req.text();
     const action = req.headers.get("X-TC-Action") ?? "";
