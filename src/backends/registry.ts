@@ -12,10 +12,7 @@ import { ipsecBackend } from "./ipsec/mod.ts";
 import { udpBackend } from "./udp/mod.ts";
 import { vxlanBackend } from "./vxlan/mod.ts";
 import { wireguardBackend } from "./wireguard/mod.ts";
-import { tencentVpcBackend } from "./cloud/tencent_vpc.ts";
-import { aliVpcBackend } from "./cloud/ali_vpc.ts";
-import { awsVpcBackend } from "./cloud/aws_vpc.ts";
-import { gceBackend } from "./cloud/gce.ts";
+import { cloudRouteProviders, createCloudRouteBackend } from "./cloud/mod.ts";
 
 /** Net-conf names a backend type that no factory provides. */
 export class UnknownBackendError extends Error {
@@ -53,18 +50,15 @@ export class BackendRegistry {
 
 /** Every backend this build ships. */
 export const defaultBackends: readonly BackendFactory[] = [
-  aliVpcBackend,
   allocBackend,
-  awsVpcBackend,
   extensionBackend,
-  gceBackend,
   hostGwBackend,
   ipipBackend,
   ipsecBackend,
-  tencentVpcBackend,
   udpBackend,
   vxlanBackend,
   wireguardBackend,
+  ...cloudRouteProviders.map((p) => createCloudRouteBackend(p)),
 ];
 
 /** A registry with every backend this build ships. */

@@ -25,6 +25,7 @@ import { denoHost } from "../runtime/host.ts";
 import { sdNotify } from "../runtime/sd_notify.ts";
 import { createTrafficManager, type TrafficManagerOptions } from "../rules/mod.ts";
 import { runCleanup } from "../daemon/cleanup.ts";
+import { cloudRouteProviders } from "../backends/cloud/mod.ts";
 import type { PreviousSubnets } from "../daemon/subnet_file.ts";
 import { denoRunStdinCommand } from "../runtime/command_stdin.ts";
 
@@ -91,6 +92,8 @@ export async function main(argv: string[]): Promise<number> {
         createTrafficManager: createRules,
         cniConfFile: options.cniConfFile,
         createManager: () => options.kubeSubnetMgr ? kubeManager() : Promise.resolve(etcdManager({})),
+        cloudProviders: cloudRouteProviders,
+        netInfo: ipCommandNetInfo({ run: denoRunCommand }),
       });
     } finally {
       kernel.close();

@@ -22,6 +22,9 @@
  */
 import type { Options } from "../cli/flags.ts";
 import type { SubnetManager } from "../lease/manager.ts";
+import type { IP4Net } from "../ip/mod.ts";
+import { type NetInfo, selectExternalInterface } from "../iface/mod.ts";
+import type { CloudRouteProvider } from "../backends/cloud/route_backend.ts";
 import type { Logger } from "../log/logger.ts";
 import type { KernelOps, Link } from "../netlink/ops.ts";
 import type { TrafficManager, TrafficManagerOptions } from "../rules/mod.ts";
@@ -57,6 +60,12 @@ export interface CleanupDeps {
   createManager?: () => Promise<SubnetManager & { close?(): Promise<void> }>;
   /** The CNI config to remove when it is flannel's; default {@linkcode DEFAULT_CNI_CONF_FILE}. */
   cniConfFile?: string;
+  /** With one of these backends, our route in the cloud is removed too. */
+  cloudProviders?: readonly CloudRouteProvider[];
+  /** Interface facts, to find the external address the cloud route names (as the daemon does). */
+  netInfo?: NetInfo;
+  /** HTTP for the cloud providers; default the global `fetch`. */
+  fetch?: typeof fetch;
 }
 
 /** Is this link one flanneld makes (name and kind must both match)? */
@@ -79,19 +88,69 @@ export function isFlannelCniConf(text: string): boolean {
   }
 }
 
+/**
+ * Removes our route from the cloud when the network's backend is a cloud route backend: the
+ * external address is found as the daemon finds it (same flags), the provider set up as at
+ * start-up, and only a route that points at this node is removed. Undefined: nothing to say.
+ */
+async function removeCloudRoute(
+  deps: CleanupDeps,
+  manager: SubnetManager,
+  subnet: IP4Net | undefined,
+  signal: AbortSignal,
+): Promise<string | undefined> {
+  if (!deps.cloudProviders?.length || !deps.netInfo) return undefined;
+  const config = await manager.getNetworkConfig(signal);
+  const provider = deps.cloudProviders.find((p) => p.type === config.backendType.toLowerCase());
+  if (!provider) return undefined;
+  if (!subnet) return `No subnet in ${deps.options.subnetFile}: no ${provider.type} route to remove`;
+  const o = deps.options;
+  const ext = await selectExternalInterface(
+    {
+      iface: o.iface,
+      ifaceRegex: o.ifaceRegex,
+      ifaceCanReach: o.ifaceCanReach,
+      publicIp: o.publicIp,
+      publicIpv6: o.publicIpv6,
+      enableIPv4: config.enableIPv4,
+      enableIPv6: config.enableIPv6,
+    },
+    deps.netInfo,
+    deps.log,
+  );
+  if (!ext.extAddr) return `No IPv4 address on ${ext.name}: no ${provider.type} route to remove`;
+  const router = await provider.open({
+    backend: config.backend,
+    extAddr: ext.extAddr,
+    env: deps.env,
+    fetch: deps.fetch ?? ((input, init) => fetch(input, init)),
+    log: deps.log,
+    clock: deps.clock,
+    signal,
+  });
+  return await router.deleteRoute(subnet, signal)
+    ? `Removed the ${provider.type} route for ${subnet} (${router.where})`
+    : `No ${provider.type} route for ${subnet} points at this node: nothing to remove`;
+}
+
 /** Runs the cleanup; resolves to the exit code (0: all steps succeeded or had nothing to do). */
 export async function runCleanup(deps: CleanupDeps, signal?: AbortSignal): Promise<number> {
   const { options, log, files, kernel } = deps;
   let failures = 0;
   const removed: string[] = [];
-  const step = async (what: string, fix: string, fn: () => Promise<void>) => {
+  /** Runs one step; false (and one error line) when it failed. */
+  const step = async (what: string, fix: string, fn: () => Promise<void>): Promise<boolean> => {
     try {
       await fn();
+      return true;
     } catch (e) {
       failures++;
       log.error(`Cleanup: cannot ${what}: ${(e as Error).message}; ${fix}`);
+      return false;
     }
   };
+  /** Set when the lease or the cloud route could not be released: subnet.env then stays. */
+  let storeFailed = false;
 
   // What our last run leased, before subnet.env goes.
   let subnetText: string | undefined;
@@ -102,29 +161,63 @@ export async function runCleanup(deps: CleanupDeps, signal?: AbortSignal): Promi
 
   // 1. The lease, while the host still has the addresses that prove it is ours.
   if (deps.createManager && kernel) {
-    await step(
-      "release the lease",
-      "it expires by itself within its TTL (24 h); peers keep routes to this node until then",
+    let manager: (SubnetManager & { close?(): Promise<void> }) | undefined;
+    storeFailed ||= !await step(
+      "reach the subnet store",
+      "the lease expires by itself within its TTL (24 h); peers keep routes to this node until then",
       async () => {
-        const manager = await deps.createManager!();
-        try {
-          if (!manager.releaseLease) {
-            log.info(`Cleanup: ${manager.name} cannot release leases; ours expires by itself`);
-            return;
-          }
-          const ownAddresses = new Set((await kernel.addrList()).map((a) => a.addr.ip.toString()));
-          const timeout = AbortSignal.timeout(RELEASE_TIMEOUT_MS);
-          const said = await manager.releaseLease(
-            { ...previous, ownAddresses },
-            signal ? AbortSignal.any([signal, timeout]) : timeout,
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const late = new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`no answer within ${RELEASE_TIMEOUT_MS / 1000}s`)),
+            RELEASE_TIMEOUT_MS,
           );
-          log.info(`Cleanup: ${said}`);
-          if (/^(Released|Removed)/.test(said)) removed.push("lease");
+        });
+        try {
+          manager = await Promise.race([deps.createManager!(), late]);
         } finally {
-          await manager.close?.();
+          clearTimeout(timer);
         }
       },
     );
+    if (manager) {
+      const m = manager;
+      const bounded = () => {
+        const timeout = AbortSignal.timeout(RELEASE_TIMEOUT_MS);
+        return signal ? AbortSignal.any([signal, timeout]) : timeout;
+      };
+      try {
+        // 1a. With a cloud backend, the cloud's route to this node (before the lease goes).
+        storeFailed ||= !await step(
+          "remove the cloud route",
+          `delete the route for ${previous.subnet ?? "this node's subnet"} in the cloud console`,
+          async () => {
+            const said = await removeCloudRoute(deps, m, previous.subnet, bounded());
+            if (said) {
+              log.info(`Cleanup: ${said}`);
+              if (said.startsWith("Removed")) removed.push("cloud route");
+            }
+          },
+        );
+        // 1b. The lease.
+        storeFailed ||= !await step(
+          "release the lease",
+          "it expires by itself within its TTL (24 h); peers keep routes to this node until then",
+          async () => {
+            if (!m.releaseLease) {
+              log.info(`Cleanup: ${m.name} cannot release leases; ours expires by itself`);
+              return;
+            }
+            const ownAddresses = new Set((await kernel.addrList()).map((a) => a.addr.ip.toString()));
+            const said = await m.releaseLease({ ...previous, ownAddresses }, bounded());
+            log.info(`Cleanup: ${said}`);
+            if (/^(Released|Removed)/.test(said)) removed.push("lease");
+          },
+        );
+      } finally {
+        await m.close?.();
+      }
+    }
   }
 
   if (kernel) {
@@ -199,9 +292,16 @@ export async function runCleanup(deps: CleanupDeps, signal?: AbortSignal): Promi
     }
   }
 
-  // 6. Files.
+  // 6. Files. subnet.env names our lease and cloud route: while either could not be released, it
+  // stays, so that a second --cleanup (the store back) can still find them.
+  const leaseKept = storeFailed;
   const wgKey = deps.env("WIREGUARD_KEY_FILE") || DEFAULT_WG_KEY_FILE;
-  for (const path of [options.subnetFile, wgKey]) {
+  if (leaseKept) {
+    log.warn(
+      `Cleanup: kept ${options.subnetFile}: it names the lease to release; run --cleanup again once the store answers`,
+    );
+  }
+  for (const path of leaseKept ? [wgKey] : [options.subnetFile, wgKey]) {
     await step(`remove ${path}`, `remove it by hand`, async () => {
       if (await files.remove(path)) {
         log.info(`Cleanup: removed ${path}`);

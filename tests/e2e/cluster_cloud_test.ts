@@ -3,11 +3,12 @@
  * and `ali-vpc`, a virtual cluster whose nodes talk to the fake cloud (metadata service and API,
  * signatures or tokens checked) served from the switch namespace, where the nodes reach it. Each
  * node's route to its own subnet is in the cloud before the node reports ready; a daemon restart
- * keeps it without a second route; bad credentials fail registration with the cloud's own code.
+ * keeps it without a second route; `--cleanup` on a stopped node removes its route and no other;
+ * bad credentials fail registration with the cloud's own code.
  */
 import assert from "node:assert/strict";
 import { cleanupLeftovers, Cluster, type ClusterNode, clusterUnavailable } from "../harness/cluster.ts";
-import { FLANNELD_PATH } from "../harness/daemon.ts";
+import { FLANNELD, FLANNELD_PATH } from "../harness/daemon.ts";
 
 const skip = await clusterUnavailable();
 if (skip) console.log(`skip e2e cluster/cloud: ${skip}`);
@@ -129,6 +130,35 @@ for (const cloud of CASES) {
           2,
           lines.join("\n"),
         );
+
+        // Uninstall one node: --cleanup (same flags and environment) removes its route from the
+        // cloud, and only its own.
+        const gone = nodes[1]!;
+        await c.killDaemon(gone.index, "SIGTERM");
+        const cleanup = await c.exec(gone.index, [
+          "env",
+          `PATH=${FLANNELD_PATH()}`,
+          ...Object.entries(started.env).map(([k, v]) => `${k}=${v}`),
+          `WIREGUARD_KEY_FILE=${gone.dir}/wgkey`, // never the host's /run/flannel
+          FLANNELD,
+          "--cleanup",
+          `--etcd-endpoints=${c.etcd.endpoint}`,
+          `--subnet-file=${gone.subnetFile}`,
+          `--cni-conf-file=${gone.dir}/10-flannel.conflist`,
+          `--healthz-port=0`,
+        ]);
+        const said = cleanup.stdout + cleanup.stderr;
+        assert.equal(cleanup.code, 0, said);
+        assert.match(
+          said,
+          new RegExp(`Cleanup: Removed the ${esc(cloud.type)} route for ${esc(gone.subnet)}`),
+        );
+        lines = await routes();
+        assert.ok(
+          !lines.some((l) => cloud.line(gone).test(l)),
+          `${gone.subnet} still in\n${lines.join("\n")}`,
+        );
+        assert.ok(lines.some((l) => cloud.line(nodes[0]!).test(l)), "the other node's route stays");
 
         // Wrong credentials: registration fails with the cloud's code, and the daemon exits 1.
         if (cloud.badCredentials) {

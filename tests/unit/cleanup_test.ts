@@ -13,6 +13,8 @@ import { ToolMissingError, type TrafficManager } from "../../src/rules/mod.ts";
 import { systemClock } from "../../src/util/clock.ts";
 import { FakeKernel } from "../fakes/fake_kernel.ts";
 import { MemFiles } from "../fakes/mem_files.ts";
+import type { CloudRouteProvider } from "../../src/backends/cloud/route_backend.ts";
+import { eth0NetInfo } from "../fakes/net_info.ts";
 
 const PREFIX = "/coreos.com/network";
 const SUBNET_ENV =
@@ -198,14 +200,20 @@ Deno.test("cleanup: failures are one line each with the fix, the other steps sti
   assert.equal(code, 1, lines.join("\n"));
   const errors = lines.filter((l) => l.startsWith("error"));
   assert.deepEqual(errors, [
-    "error Cleanup: cannot release the lease: etcd: connection refused (127.0.0.1:2379); it expires by itself within its TTL (24 h); peers keep routes to this node until then",
+    "error Cleanup: cannot reach the subnet store: etcd: connection refused (127.0.0.1:2379); the lease expires by itself within its TTL (24 h); peers keep routes to this node until then",
     "error Cleanup: cannot remove the nftables rules: nft: Could not process rule: Operation not permitted; see docs/rules.md for what to delete by hand",
     "error Cleanup finished with 2 errors (above)",
   ]);
-  // The rest still happened: the device and subnet.env went, a missing iptables is no error, a
+  // The rest still happened: the device went, a missing iptables is no error, a
   // CNI config that is not flannel's stays.
   assert.doesNotMatch(kernel.render(), /flannel\.1/);
-  assert.ok(!files.files.has("/run/flannel/subnet.env"));
+  // subnet.env names the lease that could not be released: it stays for a second --cleanup.
+  assert.ok(files.files.has("/run/flannel/subnet.env"));
+  assert.ok(
+    lines.some((l) =>
+      /^warn Cleanup: kept \/run\/flannel\/subnet\.env: it names the lease to release/.test(l)
+    ),
+  );
   assert.ok(
     lines.some((l) =>
       /info Cleanup: no iptables rules to remove \(Cannot run iptables: not installed/.test(l)
@@ -214,4 +222,47 @@ Deno.test("cleanup: failures are one line each with the fix, the other steps sti
   assert.ok(files.files.has(CNI));
   assert.ok(lines.includes(`info Cleanup: kept ${CNI}: it is not a flannel CNI config`));
   for (const l of lines) assert.doesNotMatch(l, /\n| {4}at /, "no stack traces");
+});
+
+Deno.test("cleanup: with a cloud backend, our route leaves the cloud first, found as the daemon finds its address", async () => {
+  const kv = new MemoryKV();
+  kv.put(`${PREFIX}/config`, `{"Network":"10.5.0.0/16","Backend":{"Type":"TENCENT-vpc","AccessKeyID":"id"}}`);
+  await kv.create(`${PREFIX}/subnets/10.5.3.0-24`, `{"PublicIP":"192.168.1.10","PublicIPv6":null}`, 3600);
+  const deleted: string[] = [];
+  const opened: { extAddr: string; backend: Record<string, unknown> }[] = [];
+  const provider: CloudRouteProvider = {
+    type: "tencent-vpc",
+    open: (ctx) => {
+      opened.push({ extAddr: ctx.extAddr.toString(), backend: ctx.backend });
+      return Promise.resolve({
+        where: "VPC vpc-1",
+        ensureRoute: () => Promise.resolve("kept" as const),
+        deleteRoute: (subnet) => {
+          deleted.push(subnet.toString());
+          return Promise.resolve(true);
+        },
+      });
+    },
+  };
+  const log = new MemoryLogger();
+  const code = await runCleanup({
+    ...base(log, new MemFiles({ "/run/flannel/subnet.env": SUBNET_ENV }), node()),
+    createManager: () =>
+      Promise.resolve(new KVSubnetManager({ kv, prefix: PREFIX, log, clock: systemClock })),
+    cloudProviders: [provider],
+    netInfo: eth0NetInfo,
+  });
+  const text = log.records.map((r) => `${r.level} ${r.msg}`).join("\n");
+  assert.equal(code, 0, text);
+  assert.deepEqual(opened, [{
+    extAddr: "192.168.1.10",
+    backend: { Type: "TENCENT-vpc", AccessKeyID: "id" },
+  }]);
+  assert.deepEqual(deleted, ["10.5.3.0/24"]);
+  assert.match(
+    text,
+    /info Cleanup: Removed the tencent-vpc route for 10\.5\.3\.0\/24 \(VPC vpc-1\)\ninfo Cleanup: Released lease/,
+  );
+  assert.match(text, /Cleanup done: removed cloud route, lease/);
+  kv.close();
 });

@@ -398,7 +398,7 @@ Deno.test("ali-vpc backend: retries a throttled start, routes the lease, puts a 
     await r.start(factory, `{"Network":"10.5.0.0/16","Backend":{"Type":"ali-vpc"}}`, r.seedHost());
     assert.match(
       r.log.messages("error")[0] ?? "",
-      /^Alibaba Cloud DescribeRouteEntryList failed: Throttling\.User: Request was denied due to user flow control\. \(RequestId [0-9A-F-]+\); retrying in 0s$/,
+      /^Alibaba Cloud DescribeRouteEntryList failed: Throttling\.User: Request was denied due to user flow control\. \(RequestId [0-9A-F-]+\); retrying in 1s$/,
     );
     const subnet = r.network.lease.subnet.toString();
     const ours = `vtb-bp1fake0system ${subnet} -> Instance i-bp1fake0node0a Available`;
@@ -453,4 +453,86 @@ Deno.test("ali-vpc backend: bad credentials end registration (no retry loop)", a
     await r.stop();
     await fake.close();
   }
+});
+
+Deno.test("ali-vpc: deleteRoute removes our entry and waits until it has finished Deleting", async () => {
+  await using s = await setup();
+  const { fake } = s;
+  fake.seed("10.5.1.0/24", fake.instanceId);
+  fake.seed("10.5.2.0/24", OTHER);
+  const router = await provider.open(s.ctx);
+  const before = fake.calls.length;
+  assert.equal(await router.deleteRoute!(SUBNET), true);
+  assert.deepEqual(fake.render(), ["vtb-bp1fake0system 10.5.2.0/24 -> Instance i-bp1someone0else Available"]);
+  assert.deepEqual(fake.actions().slice(before), [
+    "DescribeRouteEntryList",
+    "DeleteRouteEntry",
+    "DescribeRouteEntryList", // Deleting
+    "DescribeRouteEntryList", // gone
+  ]);
+  const del = fake.calls.find((c) => c.action === "DeleteRouteEntry")!.params;
+  assert.equal(del.RouteTableId, "vtb-bp1fake0system");
+  assert.equal(del.DestinationCidrBlock, "10.5.1.0/24");
+  assert.equal(del.NextHopId, fake.instanceId);
+  assert.match(del.RouteEntryId!, /^rte-/);
+  assert.ok(fake.calls.every((c) => c.status === 200), JSON.stringify(fake.calls.map((c) => c.code)));
+
+  // Ours, still Pending (an earlier attempt): waited out, then deleted (else IncorrectRouteEntryStatus).
+  fake.seed("10.5.1.0/24", fake.instanceId, { status: "Pending" });
+  assert.equal(await router.deleteRoute!(SUBNET), true);
+  assert.ok(fake.calls.every((c) => c.status === 200), JSON.stringify(fake.calls.map((c) => c.code)));
+  assert.deepEqual(fake.render(), ["vtb-bp1fake0system 10.5.2.0/24 -> Instance i-bp1someone0else Available"]);
+});
+
+Deno.test("ali-vpc: deleteRoute keeps another instance's or a non-Custom entry for the subnet", async () => {
+  await using s = await setup();
+  const { fake } = s;
+  fake.seed("10.5.1.0/24", OTHER);
+  const router = await provider.open(s.ctx);
+  assert.equal(await router.deleteRoute!(SUBNET), false);
+  assert.deepEqual(fake.render(), ["vtb-bp1fake0system 10.5.1.0/24 -> Instance i-bp1someone0else Available"]);
+
+  // Another instance's, still Pending: waited for, then left alone.
+  fake.remove("10.5.1.0/24");
+  fake.seed("10.5.1.0/24", OTHER, { status: "Pending" });
+  assert.equal(await router.deleteRoute!(SUBNET), false);
+  assert.deepEqual(fake.render(), ["vtb-bp1fake0system 10.5.1.0/24 -> Instance i-bp1someone0else Available"]);
+
+  fake.remove("10.5.1.0/24");
+  // Not Custom (a BGP route naming this instance): not flannel's, left alone.
+  fake.seed("10.5.1.0/24", fake.instanceId, { type: "BGP" });
+  assert.equal(await router.deleteRoute!(SUBNET), false);
+  assert.equal(fake.render().length, 1);
+  assert.ok(!fake.actions().includes("DeleteRouteEntry"));
+});
+
+Deno.test("ali-vpc: deleteRoute is false when there is no entry (following NextToken)", async () => {
+  await using s = await setup({ fake: { entryPageSize: 2 } });
+  const { fake } = s;
+  fake.ignoreDestinationFilter = true;
+  for (let i = 2; i <= 6; i++) fake.seed(`10.5.${i}.0/24`, fake.instanceId);
+  const router = await provider.open(s.ctx);
+  assert.equal(await router.deleteRoute!(SUBNET), false);
+  const lists = fake.calls.filter((c) => c.action === "DescribeRouteEntryList");
+  assert.deepEqual(lists.map((c) => c.params.NextToken ?? ""), ["", "page-2", "page-4"]);
+  assert.ok(!fake.actions().includes("DeleteRouteEntry"));
+  assert.equal(fake.render().length, 5, "other destinations untouched");
+
+  // Ours on the last page: found and removed.
+  fake.seed("10.5.1.0/24", fake.instanceId);
+  assert.equal(await router.deleteRoute!(SUBNET), true);
+  assert.ok(!fake.render().some((l) => l.includes("10.5.1.0/24")));
+  assert.equal(fake.render().length, 5);
+});
+
+Deno.test("ali-vpc: deleteRoute with Forbidden.RAM on DeleteRouteEntry is not retryable", async () => {
+  await using s = await setup();
+  const { fake } = s;
+  fake.seed("10.5.1.0/24", fake.instanceId);
+  fake.denied.add("DeleteRouteEntry");
+  const router = await provider.open(s.ctx);
+  const e = await rejectsWith(router.deleteRoute!(SUBNET), "Forbidden.RAM", false);
+  assert.match(e.message, /^Alibaba Cloud DeleteRouteEntry failed: Forbidden\.RAM: /);
+  assert.match(e.message, /grant the RAM user .*vpc:DeleteRouteEntry/);
+  assert.deepEqual(fake.render(), ["vtb-bp1fake0system 10.5.1.0/24 -> Instance i-bp1fake0node0a Available"]);
 });

@@ -5,7 +5,7 @@
  * errors are classified, and the small XML reader.
  */
 import assert from "node:assert/strict";
-import { parseXml, xmlItems, xmlText } from "../../src/backends/cloud/aws_sigv4.ts";
+import { AwsQueryClient, parseXml, xmlItems, xmlText } from "../../src/backends/cloud/aws_sigv4.ts";
 import { awsVpcProvider, readRouteTableIds } from "../../src/backends/cloud/aws_vpc.ts";
 import {
   CloudApiError,
@@ -67,10 +67,11 @@ async function rejectsWith(p: Promise<unknown>): Promise<Error> {
   throw new Error("expected a rejection");
 }
 
-/** The mutating calls the fake saw, as `Action table cidr -> instance`. */
+/** The mutating calls the fake saw, as `Action table cidr -> instance` (no target for DeleteRoute). */
 function writes(fake: FakeAws): string[] {
   return fake.requests.filter((r) => /Route$/.test(r.action)).map((r) =>
-    `${r.action} ${r.params.RouteTableId} ${r.params.DestinationCidrBlock} -> ${r.params.InstanceId}`
+    `${r.action} ${r.params.RouteTableId} ${r.params.DestinationCidrBlock}` +
+    (r.params.InstanceId === undefined ? "" : ` -> ${r.params.InstanceId}`)
   );
 }
 
@@ -372,6 +373,164 @@ Deno.test("aws-vpc: metadata and endpoint problems say where and what", async ()
   });
 });
 
+// ---- uninstall (--cleanup) ----
+
+const FOREIGN = "i-0fedcba9876543210";
+
+Deno.test("aws-vpc: deleteRoute removes ours in each configured table (blackholed too), keeps a foreign one", async () => {
+  await withFake(async (fake) => {
+    const route = (target: string, state: "active" | "blackhole" = "active") => ({
+      cidr: SUBNET.toString(),
+      target,
+      state,
+      origin: "CreateRoute" as const,
+    });
+    fake.table("rtb-0main").routes.push(route(fake.instanceId));
+    fake.table("rtb-0subnet").routes.push(
+      route(fake.instanceId, "blackhole"),
+      // Not exactly our subnet, though ours: untouched.
+      { cidr: "10.244.0.0/16", target: fake.instanceId, state: "active", origin: "CreateRoute" },
+      { cidr: "10.244.9.0/24", target: fake.instanceId, state: "active", origin: "CreateRoute" },
+    );
+    fake.table("rtb-0other").routes.push(route(FOREIGN));
+    const before = fake.render();
+    const router = await awsVpcProvider.open(
+      cloudCtx(fake, { backend: { RouteTableID: ["rtb-0main", "rtb-0subnet", "rtb-0other"] } }),
+    );
+    assert.equal(await router.deleteRoute!(SUBNET), true);
+    assert.deepEqual(writes(fake), [
+      "DeleteRoute rtb-0main 10.244.7.0/24",
+      "DeleteRoute rtb-0subnet 10.244.7.0/24",
+    ]);
+    assert.deepEqual(
+      fake.requests.find((r) => r.action === "DeleteRoute")?.params,
+      { Version: "2016-11-15", RouteTableId: "rtb-0main", DestinationCidrBlock: "10.244.7.0/24" },
+    );
+    assert.deepEqual(
+      fake.render(),
+      before.filter((l) =>
+        l !== "rtb-0main 10.244.7.0/24 -> i-0123456789abcdef0 active" &&
+        l !== "rtb-0subnet 10.244.7.0/24 -> i-0123456789abcdef0 blackhole"
+      ),
+    );
+    assert.ok(fake.render().includes(`rtb-0other 10.244.7.0/24 -> ${FOREIGN} active`), "the new owner's");
+
+    assert.equal(await router.deleteRoute!(SUBNET), false, "nothing of ours is left");
+    assert.equal(writes(fake).length, 2);
+  });
+});
+
+Deno.test("aws-vpc: deleteRoute is false with nothing of ours, in the discovered table; a race is no error", async () => {
+  await withFake(async (fake) => {
+    const router = await awsVpcProvider.open(cloudCtx(fake));
+    assert.equal(await router.deleteRoute!(SUBNET), false, "no route at all");
+    fake.table("rtb-0subnet").routes.push({
+      cidr: SUBNET.toString(),
+      target: FOREIGN,
+      state: "blackhole",
+      origin: "CreateRoute",
+    });
+    assert.equal(await router.deleteRoute!(SUBNET), false, "only someone else's");
+    assert.deepEqual(writes(fake), []);
+    assert.ok(fake.render().includes(`rtb-0subnet 10.244.7.0/24 -> ${FOREIGN} blackhole`));
+    // Our route in the main table is not this router's concern: it uses the subnet's table.
+    fake.table("rtb-0main").routes.push({
+      cidr: SUBNET.toString(),
+      target: fake.instanceId,
+      state: "active",
+      origin: "CreateRoute",
+    });
+    assert.equal(await router.deleteRoute!(SUBNET), false);
+    assert.deepEqual(writes(fake), []);
+
+    // Ours when looked at, gone by the time DeleteRoute arrives (InvalidRoute.NotFound): false.
+    const racing: typeof fetch = async (input, init) => {
+      if (typeof init?.body === "string" && init.body.startsWith("Action=DeleteRoute&")) {
+        const t = fake.table("rtb-0subnet");
+        t.routes = t.routes.filter((r) => r.cidr !== SUBNET.toString());
+      }
+      return await loopbackFetch(input, init);
+    };
+    const t = fake.table("rtb-0subnet");
+    t.routes = t.routes.filter((r) => r.cidr !== SUBNET.toString());
+    t.routes.push({
+      cidr: SUBNET.toString(),
+      target: fake.instanceId,
+      state: "active",
+      origin: "CreateRoute",
+    });
+    const raced = await awsVpcProvider.open(cloudCtx(fake, { fetch: racing }));
+    assert.equal(await raced.deleteRoute!(SUBNET), false);
+    assert.deepEqual(writes(fake), ["DeleteRoute rtb-0subnet 10.244.7.0/24"]);
+  });
+});
+
+Deno.test("aws-vpc: a denied DeleteRoute is a non-retryable error naming ec2:DeleteRoute", async () => {
+  await withFake(async (fake) => {
+    const router = await awsVpcProvider.open(cloudCtx(fake));
+    assert.equal(await router.ensureRoute(SUBNET), "created");
+    fake.deny.add("DeleteRoute");
+    const e = await rejectsWith(router.deleteRoute!(SUBNET));
+    assert.ok(e instanceof CloudApiError);
+    assert.equal(e.action, "DeleteRoute");
+    assert.equal(e.code, "UnauthorizedOperation");
+    assert.equal(e.retryable, false);
+    assert.match(
+      e.message,
+      /^AWS DeleteRoute failed: UnauthorizedOperation: .*\(grant ec2:DeleteRoute to these credentials\)/,
+    );
+    assert.ok(fake.render().includes("rtb-0subnet 10.244.7.0/24 -> i-0123456789abcdef0 active"));
+
+    fake.deny.delete("DeleteRoute");
+    fake.throttle(1);
+    const throttled = await rejectsWith(router.deleteRoute!(SUBNET));
+    assert.ok(throttled instanceof CloudApiError && throttled.retryable, "throttling is retryable");
+    assert.equal(await router.deleteRoute!(SUBNET), true);
+    assert.ok(!fake.render().some((l) => l.includes(" 10.244.7.0/24 ")));
+  });
+});
+
+Deno.test("aws-vpc fake: DeleteRoute answers as EC2 does, a missing route is InvalidRoute.NotFound", async () => {
+  await withFake(async (fake) => {
+    const ec2 = new AwsQueryClient(
+      { fetch: loopbackFetch, clock: systemClock, signal: new AbortController().signal },
+      { service: "ec2", version: "2016-11-15", region: fake.region, endpoint: new URL(fake.url) },
+      {
+        get: () => Promise.resolve({ accessKeyId: fake.accessKeyId, secretAccessKey: fake.secretAccessKey }),
+      },
+    );
+    fake.table("rtb-0other").routes.push({
+      cidr: "10.244.3.0/24",
+      target: FOREIGN,
+      state: "active",
+      origin: "CreateRoute",
+    });
+    const doc = await ec2.call("DeleteRoute", {
+      RouteTableId: "rtb-0other",
+      DestinationCidrBlock: "10.244.3.0/24",
+    });
+    assert.equal(doc.name, "DeleteRouteResponse");
+    assert.match(xmlText(doc, "requestId"), /^[0-9a-f-]{36}$/);
+    assert.equal(xmlText(doc, "return"), "true");
+    assert.ok(!fake.render().some((l) => l.includes(" 10.244.3.0/24 ")));
+
+    const gone = await rejectsWith(
+      ec2.call("DeleteRoute", { RouteTableId: "rtb-0other", DestinationCidrBlock: "10.244.3.0/24" }),
+    );
+    assert.ok(gone instanceof CloudApiError && !gone.retryable);
+    assert.equal(gone.code, "InvalidRoute.NotFound");
+    assert.match(
+      gone.message,
+      /^AWS DeleteRoute failed: InvalidRoute\.NotFound: no route with destination-cidr-block 10\.244\.3\.0\/24 in route table rtb-0other \(RequestID [0-9a-f-]+\)$/,
+    );
+    const local = await rejectsWith(
+      ec2.call("DeleteRoute", { RouteTableId: "rtb-0other", DestinationCidrBlock: "10.0.0.0/16" }),
+    );
+    assert.ok(local instanceof CloudApiError && local.code === "InvalidParameterValue");
+    assert.ok(fake.render().includes("rtb-0other 10.0.0.0/16 -> local active"));
+  });
+});
+
 // ---- the whole backend ----
 
 async function startRig(fake: FakeAws, rig: BackendRig) {
@@ -436,7 +595,7 @@ Deno.test("aws-vpc backend: throttled at start-up, it backs off and registers", 
       assert.equal(errors.length, 2, errors.join("\n"));
       assert.match(
         errors[0]!,
-        /^AWS DescribeRouteTables failed: RequestLimitExceeded: Request limit exceeded\..*; retrying in 0s$/,
+        /^AWS DescribeRouteTables failed: RequestLimitExceeded: Request limit exceeded\..*; retrying in 1s$/,
       );
       assert.equal(fake.sourceDestCheck, true, "as upstream, tried once; the warning says so");
     } finally {

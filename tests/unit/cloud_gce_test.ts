@@ -1,9 +1,10 @@
 /**
  * The `gce` cloud route provider against a fake metadata server and Compute Engine API on
  * loopback: what it asks GCE for (one route named for the subnet, next hop this instance),
- * created/kept/replaced, operation polling, the project option, token refresh, and which errors
- * are retryable. Then the whole backend through the shared cloud route framework: the route
- * exists when registration returns, and one deleted behind our back is put back.
+ * created/kept/replaced, operation polling, the project option, token refresh, which errors
+ * are retryable, and uninstall (deleteRoute removes only a route to this instance). Then the
+ * whole backend through the shared cloud route framework: the route exists when registration
+ * returns, and one deleted behind our back is put back.
  */
 import assert from "node:assert/strict";
 import {
@@ -172,12 +173,6 @@ Deno.test("gce: replaced: our route name pointing elsewhere is deleted, then ins
   const cases = [
     { why: "another instance", destRange: "10.5.3.0/24", network: net, nextHopInstance: other },
     { why: "another range", destRange: "10.5.3.0/25", network: net, nextHopInstance: ours },
-    {
-      why: "another network",
-      destRange: "10.5.3.0/24",
-      network: "projects/demo-project/global/networks/legacy",
-      nextHopInstance: ours,
-    },
   ];
   for (const c of cases) {
     await withFake({}, async (fake) => {
@@ -219,6 +214,31 @@ Deno.test("gce: replaced: our route name pointing elsewhere is deleted, then ins
       assert.match(ctx.log.messages("warn").join("\n"), /flannel-10-5-3-0-24 .*replacing it/);
     });
   }
+});
+
+Deno.test("gce: a route of our name on another network is another cluster's: left alone, a clear error", async () => {
+  await withFake({}, async (fake) => {
+    const legacy = "projects/demo-project/global/networks/legacy";
+    const hop = "projects/demo-project/zones/us-central1-a/instances/node-1";
+    fake.seedRoute("demo-project", {
+      name: "flannel-10-5-3-0-24",
+      destRange: "10.5.3.0/24",
+      network: legacy,
+      nextHopInstance: hop,
+    });
+    const router = await gceProvider.open(context(fake));
+    await assert.rejects(router.ensureRoute(SUBNET), (e: CloudApiError) => {
+      assert.equal(e.code, "conflict");
+      assert.equal(e.retryable, false);
+      assert.match(
+        e.message,
+        /exists on network projects\/demo-project\/global\/networks\/legacy, not ours .*distinct Network ranges$/,
+      );
+      return true;
+    });
+    assert.equal(fake.calls("DELETE").length + fake.calls("POST").length, 0, "nothing deleted or inserted");
+    assert.deepEqual(fake.render(), [`flannel-10-5-3-0-24 10.5.3.0/24 ${legacy} -> ${hop}`]);
+  });
 });
 
 Deno.test("gce: an operation that ends with an error fails the call; one that never ends times out", async () => {
@@ -364,6 +384,143 @@ Deno.test("gce: permission errors are not retryable; rate limits and outages are
         assert.match(e.message, /roles\/compute\.networkAdmin/);
       }
       assert.equal(await router.ensureRoute(SUBNET), "created", c.kind);
+    });
+  }
+});
+
+const OURS = "projects/demo-project/zones/us-central1-a/instances/node-1";
+const OTHER = "projects/demo-project/zones/us-central1-b/instances/node-7";
+const NET = "projects/demo-project/global/networks/default";
+
+/** The compute requests from index `from` on, as `METHOD routes/NAME` or `GET operations/…`. */
+function computeCalls(fake: FakeGce, from = 0): string[] {
+  return fake.requests.slice(from).filter((r) => r.path.startsWith("/compute/"))
+    .map((r) =>
+      `${r.method} ${r.path.replace(/.*\/global\//, "").replace(/operations\/.*/, "operations/…")}`
+    );
+}
+
+Deno.test("gce: deleteRoute removes our route and waits for the operation; an operation error fails it", async () => {
+  await withFake({}, async (fake) => {
+    const clock = new StepClock();
+    const router = await gceProvider.open(context(fake, { clock }));
+    assert.equal(await router.ensureRoute(SUBNET), "created");
+    const other = {
+      name: "flannel-10-5-9-0-24",
+      destRange: "10.5.9.0/24",
+      network: NET,
+      nextHopInstance: OTHER,
+    };
+    fake.seedRoute("demo-project", other);
+    const before = fake.requests.length;
+    const slept = clock.sleeps.length;
+    assert.equal(await router.deleteRoute!(SUBNET), true);
+    assert.deepEqual(computeCalls(fake, before), [
+      "GET routes/flannel-10-5-3-0-24",
+      "DELETE routes/flannel-10-5-3-0-24",
+      "GET operations/…",
+      "GET operations/…",
+    ]);
+    assert.deepEqual(clock.sleeps.slice(slept), [500, 1000]);
+    // The fake removes the route only when the operation is DONE: it is gone, the other one stays.
+    const op = [...fake.operations.values()].at(-1)!;
+    assert.equal(op.operationType, "delete");
+    assert.equal(op.status, "DONE");
+    assert.deepEqual(fake.render(), [`flannel-10-5-9-0-24 10.5.9.0/24 ${NET} -> ${OTHER}`]);
+
+    // Nothing left of ours: false, after one GET.
+    const again = fake.requests.length;
+    assert.equal(await router.deleteRoute!(SUBNET), false);
+    assert.deepEqual(computeCalls(fake, again), ["GET routes/flannel-10-5-3-0-24"]);
+  });
+  await withFake({}, async (fake) => {
+    const router = await gceProvider.open(context(fake));
+    assert.equal(await router.ensureRoute(SUBNET), "created");
+    fake.failOperation("DELETE", "RESOURCE_NOT_READY", "The resource is not ready", 400);
+    const e = await rejectsApi(router.deleteRoute!(SUBNET));
+    assert.equal(e.action, "routes.delete");
+    assert.equal(e.code, "RESOURCE_NOT_READY");
+    assert.equal(e.retryable, false);
+    assert.equal(fake.render().length, 1);
+    assert.equal(await router.deleteRoute!(SUBNET), true);
+    assert.deepEqual(fake.render(), []);
+  });
+});
+
+Deno.test("gce: deleteRoute keeps a route for our subnet that points at another instance", async () => {
+  await withFake({}, async (fake) => {
+    const ctx = context(fake);
+    const router = await gceProvider.open(ctx);
+    const theirs = {
+      name: "flannel-10-5-3-0-24",
+      destRange: "10.5.3.0/24",
+      network: NET,
+      nextHopInstance: OTHER,
+    };
+    fake.seedRoute("demo-project", theirs);
+    assert.equal(await router.deleteRoute!(SUBNET), false);
+    assert.deepEqual(computeCalls(fake), ["GET routes/flannel-10-5-3-0-24"]);
+    assert.deepEqual(fake.render(), [`flannel-10-5-3-0-24 10.5.3.0/24 ${NET} -> ${OTHER}`]);
+    assert.match(ctx.log.messages("info").join("\n"), /flannel-10-5-3-0-24 goes to .*node-7.*left alone/);
+
+    // Ours, its link spelled from another host: compared from "projects/" on, as ensureRoute does.
+    fake.seedRoute("demo-project", { ...theirs, nextHopInstance: OURS });
+    const stored = fake.routes.get("demo-project/flannel-10-5-3-0-24")!;
+    stored.nextHopInstance = `https://compute.googleapis.com/compute/v1/${OURS}`;
+    assert.equal(await router.deleteRoute!(SUBNET), true);
+    assert.deepEqual(fake.render(), []);
+  });
+});
+
+Deno.test("gce: deleteRoute is false without a route, true when it vanishes before the DELETE", async () => {
+  await withFake({}, async (fake) => {
+    const router = await gceProvider.open(context(fake));
+    assert.equal(await router.deleteRoute!(SUBNET), false);
+    assert.deepEqual(computeCalls(fake), ["GET routes/flannel-10-5-3-0-24"]);
+  });
+  await withFake({}, async (fake) => {
+    // Someone deletes it between our GET and our DELETE, which then gets 404: ours was removed.
+    const base = context(fake);
+    const ctx = {
+      ...base,
+      fetch: ((input, init) => {
+        if (init?.method === "DELETE") fake.removeRoute("demo-project", "flannel-10-5-3-0-24");
+        return loopbackFetch(input, init);
+      }) as typeof fetch,
+    };
+    const router = await gceProvider.open(ctx);
+    assert.equal(await router.ensureRoute(SUBNET), "created");
+    const before = fake.requests.length;
+    assert.equal(await router.deleteRoute!(SUBNET), true);
+    assert.deepEqual(computeCalls(fake, before), [
+      "GET routes/flannel-10-5-3-0-24",
+      "DELETE routes/flannel-10-5-3-0-24",
+    ]);
+    assert.match(ctx.log.messages("info").join("\n"), /flannel-10-5-3-0-24 was deleted meanwhile/);
+  });
+});
+
+Deno.test("gce: deleteRoute: a 403 on delete is not retryable and leaves the route; a 503 is retryable", async () => {
+  const cases = [
+    { kind: "forbidden", code: "403/forbidden", retryable: false },
+    { kind: "unavailable", code: "503/backendError", retryable: true },
+  ] as const;
+  for (const c of cases) {
+    await withFake({}, async (fake) => {
+      const router = await gceProvider.open(context(fake));
+      assert.equal(await router.ensureRoute(SUBNET), "created");
+      fake.fail("DELETE", "/global/routes/", c.kind);
+      const e = await rejectsApi(router.deleteRoute!(SUBNET));
+      assert.equal(e.action, "routes.delete", c.kind);
+      assert.equal(e.code, c.code, c.kind);
+      assert.equal(e.retryable, c.retryable, c.kind);
+      assert(!e.message.includes("\n"));
+      if (c.kind === "forbidden") {
+        assert.match(e.message, /Required 'compute\.routes\.delete' permission/);
+        assert.match(e.message, /roles\/compute\.networkAdmin/);
+      }
+      assert.equal(fake.render().length, 1, c.kind);
+      assert.equal(fake.calls("DELETE").length, 1, c.kind);
     });
   }
 });

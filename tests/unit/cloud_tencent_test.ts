@@ -194,7 +194,7 @@ Deno.test("tencent-vpc backend: lease with PublicIP only, route at registration 
     const logs = () => r.log.records.map((l) => `${l.level} ${l.msg}`).join("\n");
     assert.match(
       logs(),
-      /error Tencent Cloud DescribeRouteTables failed: RequestLimitExceeded: .*; retrying in 0s/,
+      /error Tencent Cloud DescribeRouteTables failed: RequestLimitExceeded: .*; retrying in 1s/,
     );
     assert.match(
       logs(),
@@ -210,6 +210,35 @@ Deno.test("tencent-vpc backend: lease with PublicIP only, route at registration 
     assert.match(logs(), /warn tencent-vpc: the route for .* had gone or changed; created it/);
   } finally {
     await r.stop();
+    await fake.close();
+  }
+});
+
+Deno.test("tencent-vpc: deleteRoute (--cleanup) removes only our route for the subnet", async () => {
+  const fake = new FakeTencentCloud();
+  try {
+    const router = await tencentVpcProvider.open(cloudCtx(fake));
+    const subnet = IP4Net.parse("10.5.3.0/24");
+    assert.equal(await router.deleteRoute(subnet), false, "nothing of ours yet");
+    await router.ensureRoute(subnet);
+    fake.addRoute(0, {
+      DestinationCidrBlock: "10.5.4.0/24",
+      GatewayType: "NORMAL_CVM",
+      GatewayId: "10.0.0.9",
+      Enabled: true,
+    });
+    assert.equal(await router.deleteRoute(subnet), true);
+    assert.deepEqual(fake.routes(), ["10.5.4.0/24 -> NORMAL_CVM:10.0.0.9"]);
+    // The subnet is another node's now: its route stays.
+    fake.addRoute(0, {
+      DestinationCidrBlock: "10.5.3.0/24",
+      GatewayType: "NORMAL_CVM",
+      GatewayId: "10.0.0.77",
+      Enabled: true,
+    });
+    assert.equal(await router.deleteRoute(subnet), false);
+    assert.equal(fake.routes().length, 2);
+  } finally {
     await fake.close();
   }
 });

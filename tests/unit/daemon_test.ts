@@ -6,36 +6,17 @@ import assert from "node:assert/strict";
 import { runDaemon } from "../../src/daemon/daemon.ts";
 import { BackendRegistry, defaultBackends } from "../../src/backends/registry.ts";
 import { defaultOptions } from "../../src/cli/flags.ts";
-import type { NetInfo } from "../../src/iface/mod.ts";
-import { IP4 } from "../../src/ip/mod.ts";
 import { KVSubnetManager } from "../../src/lease/kv_manager.ts";
 import { MemoryKV } from "../../src/lease/memory/kv.ts";
 import { MemoryLogger } from "../../src/log/logger.ts";
 import { MemFiles } from "../fakes/mem_files.ts";
+import { eth0NetInfo } from "../fakes/net_info.ts";
 import { systemClock } from "../../src/util/clock.ts";
 import { Metrics } from "../../src/daemon/metrics.ts";
 
 const PREFIX = "/coreos.com/network";
 
-const net: NetInfo = {
-  links: () =>
-    Promise.resolve([{
-      name: "eth0",
-      index: 2,
-      mtu: 1500,
-      flags: ["UP"],
-      addrs: [{
-        ip: IP4.parse("192.168.1.10"),
-        prefixLen: 24,
-        scope: "global",
-        dynamic: false,
-        temporary: false,
-        deprecated: false,
-      }],
-    }]),
-  defaultRouteLink: (family) => Promise.resolve(family === 4 ? ["eth0"] : []),
-  routeGet: () => Promise.resolve(undefined),
-};
+const net = eth0NetInfo;
 
 const BRIDGE = {
   "/proc/sys/net/bridge/bridge-nf-call-iptables": "1\n",

@@ -20,7 +20,9 @@
  * then is the route reported as in place (upstream waited for all entries of the table). An entry
  * for our subnet that points at another instance (this node's subnet used to be another node's) is
  * deleted, waited out, and ours created: "replaced". Entries for other destinations, and
- * non-custom entries (System, BGP, CEN), are never touched.
+ * non-custom entries (System, BGP, CEN), are never touched. Uninstall (`deleteRoute`) deletes our
+ * entry, after waiting out a change in progress, and waits until it is gone; an entry for the
+ * subnet that points elsewhere is left alone.
  *
  * Better than upstream (see route_backend.ts): the entry is checked again every minute and put back
  * if it went; errors keep Alibaba's code (`Forbidden.RAM`, `SignatureDoesNotMatch`) and say which
@@ -144,15 +146,16 @@ export class AliVpcClient {
     const url = `${this.#endpoint}/?${await aliSignedQuery("GET", all, this.#secret)}`;
     const abort = signal ?? this.#ctx.signal;
     let res: Response;
+    let text: string;
     try {
       res = await this.#ctx.fetch(url, {
         signal: AbortSignal.any([abort, AbortSignal.timeout(ALI_API_TIMEOUT_MS)]),
       });
+      text = await res.text();
     } catch (e) {
       if (abort.aborted) throw e;
       throw new CloudApiError(CLOUD, action, "NetworkError", `${this.#endpoint}: ${(e as Error).message}`);
     }
-    const text = await res.text();
     let body: Record<string, unknown> | undefined;
     try {
       const parsed = JSON.parse(text);
@@ -236,6 +239,7 @@ export function createAliVpcProvider(o: AliVpcOptions = {}): CloudRouteProvider 
       return {
         where: `VPC ${vpcId} in ${region}, route table ${tableId}, next hop instance ${instanceId}`,
         ensureRoute: (subnet, signal) => routes.ensure(subnet, signal ?? ctx.signal),
+        deleteRoute: (subnet, signal) => routes.remove(subnet, signal ?? ctx.signal),
       };
     },
   };
@@ -403,6 +407,28 @@ class RouteEntries {
     }
     await this.create(dst, signal);
     return e ? "replaced" : "created";
+  }
+
+  /**
+   * Uninstall: deletes our entry for `subnet` and waits until it is gone; true when there was one.
+   * An entry that is changing is waited out first; one that then points elsewhere, or is not a
+   * Custom entry, is left alone (false), as is an absent one.
+   */
+  async remove(subnet: IP4Net, signal: AbortSignal): Promise<boolean> {
+    const dst = subnet.toString();
+    let e = await this.find(dst, signal);
+    if (e && e.Status !== "Available") e = await this.wait(dst, signal, "Available or gone", settled);
+    if (!e || (e.Type && e.Type !== "Custom") || !this.ours(e)) return false;
+    await this.delete(dst, e, signal);
+    // Gone, or replaced meanwhile by someone else's entry (which is not ours to wait for).
+    const id = e.RouteEntryId;
+    await this.wait(
+      dst,
+      signal,
+      "gone",
+      (x) => !x || !this.ours(x) || (!!id && !!x.RouteEntryId && x.RouteEntryId !== id),
+    );
+    return true;
   }
 
   async delete(dst: string, e: AliRouteEntry, signal: AbortSignal): Promise<void> {

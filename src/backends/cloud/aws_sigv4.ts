@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { CloudApiError, type CloudContext, hex, hmac, sha256Hex } from "./route_backend.ts";
+import { apiSignal, CloudApiError, type CloudContext, hex, hmac, sha256Hex } from "./route_backend.ts";
 
 /** An access key, and the session token that comes with temporary (instance role) keys. */
 export interface AwsCredentials {
@@ -225,7 +225,10 @@ export function parseXml(src: string): XmlElement {
       const tag = src.slice(lt + 1, j).trim();
       i = j + 1;
       if (tag.startsWith("/")) {
-        const at = stack.findLastIndex((e) => e.name === local(tag.slice(1)));
+        // The innermost open element of that name (findLastIndex is ES2023; the npm build targets 2022).
+        const name = local(tag.slice(1));
+        let at = stack.length - 1;
+        while (at >= 0 && stack[at]!.name !== name) at--;
         if (at > 0) stack.length = at;
       } else {
         const el: XmlElement = { name: local(tag), children: [], text: "" };
@@ -308,7 +311,7 @@ export class AwsQueryClient {
         method: "POST",
         headers: signed.headers,
         body,
-        signal: signal ?? this.ctx.signal,
+        signal: apiSignal(signal ?? this.ctx.signal),
       });
       text = await res.text();
     } catch (e) {

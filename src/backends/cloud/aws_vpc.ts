@@ -20,6 +20,15 @@
  * has several network interfaces (it then wants `NetworkInterfaceId`), which we do not handle.
  * The tables are found once; a later change of the subnet's association needs a restart.
  *
+ * Uninstall (`flanneld --cleanup`, {@linkcode CloudRouter.deleteRoute}): in each of those
+ * tables, the route for exactly our subnet is deleted (DeleteRoute) when it points at this
+ * instance, in whatever state (blackholed too); one pointing elsewhere is the subnet's new
+ * owner's and stays. DeleteRoute has no pending state to poll: its answer (`true`) is EC2's
+ * word that the route is gone, though DescribeRouteTables, eventually consistent, may still
+ * list it for a few seconds. EC2 has no "delete only if it still points here", so a route re-pointed by another
+ * node between our look and our delete would go too: a window of one API round trip, and that
+ * node's own periodic check puts its route back.
+ *
  * Identity comes from the instance metadata service, IMDSv2 only (a session token from
  * `PUT /latest/api/token`, sent with every GET): instance-id, placement/region, mac, and the
  * primary interface's subnet-id and vpc-id. Credentials: `AWS_ACCESS_KEY_ID` /
@@ -29,8 +38,9 @@
  * The endpoints move with the SDKs' variables `AWS_EC2_METADATA_SERVICE_ENDPOINT` and
  * `AWS_ENDPOINT_URL_EC2` (or `AWS_ENDPOINT_URL`), which is how the tests reach their fake.
  *
- * Permissions needed: ec2:DescribeRouteTables, ec2:CreateRoute, ec2:ReplaceRoute and
- * ec2:ModifyInstanceAttribute (the last only for the source/destination check).
+ * Permissions needed: ec2:DescribeRouteTables, ec2:CreateRoute, ec2:ReplaceRoute,
+ * ec2:ModifyInstanceAttribute (only for the source/destination check) and ec2:DeleteRoute (only
+ * for `--cleanup`).
  *
  * @module
  */
@@ -306,16 +316,21 @@ class AwsVpcRouter implements CloudRouter {
     this.#tables = found.map((t) => t.id);
   }
 
-  async ensureRoute(subnet: IP4Net, signal?: AbortSignal): Promise<RouteOutcome> {
+  /** Our tables as they are now, in our order (one EC2 does not list: no routes). */
+  async #current(signal?: AbortSignal): Promise<Ec2Table[]> {
     await this.discover(signal);
     const params: Record<string, string> = {};
     this.#tables.forEach((id, i) => (params[`RouteTableId.${i + 1}`] = id));
     const tables = await describeTables(this.ec2, params, signal);
+    return this.#tables.map((id) => tables.find((t) => t.id === id) ?? { id, routes: [] });
+  }
+
+  async ensureRoute(subnet: IP4Net, signal?: AbortSignal): Promise<RouteOutcome> {
+    const tables = await this.#current(signal);
     const rank: RouteOutcome[] = ["kept", "created", "replaced"];
     let outcome: RouteOutcome = "kept";
     let failure: unknown;
-    for (const id of this.#tables) {
-      const table = tables.find((t) => t.id === id) ?? { id, routes: [] };
+    for (const table of tables) {
       try {
         const did = await this.#ensureIn(table, subnet, signal);
         if (rank.indexOf(did) > rank.indexOf(outcome)) outcome = did;
@@ -325,6 +340,32 @@ class AwsVpcRouter implements CloudRouter {
     }
     if (failure) throw failure;
     return outcome;
+  }
+
+  async deleteRoute(subnet: IP4Net, signal?: AbortSignal): Promise<boolean> {
+    const tables = await this.#current(signal);
+    const me = this.me.instanceId;
+    let removed = false;
+    let failure: unknown;
+    for (const table of tables) {
+      // Ours in any state; a blackholed one is still ours to remove.
+      const route = table.routes.find((r) => sameCidr(r.cidr, subnet) && r.instanceId === me);
+      if (!route) continue;
+      try {
+        await this.ec2.call(
+          "DeleteRoute",
+          { RouteTableId: table.id, DestinationCidrBlock: subnet.toString() },
+          signal,
+        );
+        removed = true;
+      } catch (e) {
+        // Gone since we looked: nothing left to remove there.
+        if (e instanceof CloudApiError && e.code === "InvalidRoute.NotFound") continue;
+        failure ??= e; // the other tables still lose theirs
+      }
+    }
+    if (failure) throw failure;
+    return removed;
   }
 
   async #ensureIn(table: Ec2Table, subnet: IP4Net, signal?: AbortSignal): Promise<RouteOutcome> {

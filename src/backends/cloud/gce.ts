@@ -17,13 +17,17 @@
  * the API cannot turn that on later, so we do not try.
  *
  * Routes are global resources of a project, not of a zone or a network, and the name must be
- * unique in the project. A subnet is leased to one node at a time, so `flannel-<subnet>` is a
- * unique key, and it is the only name this backend ever reads, creates or deletes: other nodes'
- * routes and everything not named `flannel-<our subnet>` are left alone. Every field of a route
- * is immutable, so a route by that name that points elsewhere (the lease's previous owner, a
- * changed network) is deleted and inserted again. Insert and delete return an Operation: we
- * poll it (GET `globalOperations`) with backoff until `DONE`, for at most
- * {@linkcode OPERATION_DEADLINE_MS}; an operation that ends with `error` is a failure.
+ * unique in the project. A subnet is leased to one node at a time, so within a cluster
+ * `flannel-<subnet>` is a unique key, and it is the only name this backend ever reads, creates or
+ * deletes: other nodes' routes and everything not named `flannel-<our subnet>` are left alone.
+ * One of that name on another network is another cluster's in the project (upstream used the same
+ * names): it is left alone with an error that says to give the clusters distinct Network ranges,
+ * rather than both replacing each other's route every minute. Every field of a route is immutable,
+ * so a route by that name on our network that points elsewhere (the lease's previous owner) is
+ * deleted and inserted again; uninstall (`--cleanup`) deletes it only if its
+ * next hop is us. Insert and delete return an Operation: we poll it (GET `globalOperations`) with
+ * backoff until `DONE`, for at most {@linkcode OPERATION_DEADLINE_MS}; an operation that ends
+ * with `error` is a failure.
  *
  * Who we are comes from the metadata server (every request and every answer carries
  * `Metadata-Flavor: Google`; an answer without it is not the metadata server): the project ID,
@@ -162,6 +166,7 @@ async function openGce(ctx: CloudContext, opts: GceProviderOptions): Promise<Clo
   return {
     where: `network ${id.network} in project ${project}, next hop instance ${id.instance} in ${id.zone}`,
     ensureRoute: (subnet, signal) => gce.ensure(subnet, signal ?? ctx.signal),
+    deleteRoute: (subnet, signal) => gce.remove(subnet, signal ?? ctx.signal),
   };
 }
 
@@ -289,6 +294,7 @@ class Compute {
     }
     const url = this.endpoint + path;
     let res: Response;
+    let text: string;
     try {
       res = await this.ctx.fetch(url, {
         method,
@@ -299,6 +305,7 @@ class Compute {
         body: body === undefined ? null : JSON.stringify(body),
         signal: AbortSignal.any([signal, AbortSignal.timeout(COMPUTE_TIMEOUT_MS)]),
       });
+      text = await res.text();
     } catch (e) {
       if (signal.aborted) throw e;
       const why = `${method} ${url}: ${
@@ -306,7 +313,6 @@ class Compute {
       }; check that the instance can reach ${this.endpoint}`;
       throw withCause(new CloudApiError(CLOUD, action, "network", why, true), e);
     }
-    const text = await res.text();
     let parsed: unknown;
     try {
       parsed = text ? JSON.parse(text) : {};
@@ -400,16 +406,57 @@ class GceRouter {
     ) {
       return "kept";
     }
+    if (resourcePath(r.network) !== this.t.networkPath) {
+      // Routes are project-wide and every flannel names them flannel-<subnet>: this one belongs to
+      // a cluster on another network. Replacing it every minute would break both clusters.
+      throw new CloudApiError(
+        CLOUD,
+        "routes.get",
+        "conflict",
+        `route ${name} exists on network ${
+          resourcePath(r.network) || "-"
+        }, not ours (${this.t.networkPath}): ` +
+          `another cluster in project ${this.t.project} uses the same Network; give the clusters distinct Network ranges`,
+        false,
+      );
+    }
     this.ctx.log.warn(
       `gce: route ${name} has destRange ${str(r.destRange) || "-"}, network ${
         resourcePath(r.network) || "-"
       }, next hop ${resourcePath(r.nextHopInstance) || str(r.nextHopIp) || "-"}; replacing it`,
     );
-    const del = await this.api.call("routes.delete", "DELETE", path, signal);
-    if (del.error && del.status !== 404) throw del.error; // 404: gone meanwhile, as we wanted
-    if (!del.error) await this.#wait("routes.delete", del.body, signal);
+    await this.#delete(path, signal);
     await this.#insert(name, subnet, signal);
     return "replaced";
+  }
+
+  /**
+   * Uninstall: deletes `flannel-<subnet>` if its next hop is this instance (compared as in
+   * {@linkcode ensure}) and waits for the operation; true then. False when there is none, or when
+   * it points elsewhere (the subnet is another node's now), which is left alone.
+   */
+  async remove(subnet: IP4Net, signal: AbortSignal): Promise<boolean> {
+    const name = gceRouteName(subnet);
+    const path = `projects/${this.t.project}/global/routes/${name}`;
+    const got = await this.api.call("routes.get", "GET", path, signal);
+    if (got.status === 404) return false;
+    if (got.error) throw got.error;
+    const hop = resourcePath(got.body.nextHopInstance) || str(got.body.nextHopIp) || "-";
+    if (hop !== this.t.instancePath) {
+      this.ctx.log.info(`gce: route ${name} goes to ${hop}, not to this instance; left alone`);
+      return false;
+    }
+    if (!(await this.#delete(path, signal))) this.ctx.log.info(`gce: route ${name} was deleted meanwhile`);
+    return true;
+  }
+
+  /** Deletes a route and waits for the operation; false when it was already gone (404). */
+  async #delete(path: string, signal: AbortSignal): Promise<boolean> {
+    const del = await this.api.call("routes.delete", "DELETE", path, signal);
+    if (del.status === 404) return false; // gone meanwhile, as we wanted
+    if (del.error) throw del.error;
+    await this.#wait("routes.delete", del.body, signal);
+    return true;
   }
 
   async #insert(name: string, subnet: IP4Net, signal: AbortSignal): Promise<void> {

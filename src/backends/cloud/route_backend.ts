@@ -53,6 +53,13 @@ export interface CloudRouter {
   readonly where: string;
   /** Makes the cloud route `subnet` to this instance. Throws {@linkcode CloudApiError} and friends. */
   ensureRoute(subnet: IP4Net, signal?: AbortSignal): Promise<RouteOutcome>;
+  /**
+   * Uninstall (`flanneld --cleanup`): removes the route for `subnet` when it points at this
+   * instance, and waits until the cloud has applied that. Resolves true when a route was removed,
+   * false when there was none of ours; a route for `subnet` that points elsewhere (the subnet is
+   * another node's now) is never touched.
+   */
+  deleteRoute(subnet: IP4Net, signal?: AbortSignal): Promise<boolean>;
 }
 
 /** A cloud route provider: the backend type and how to set it up. */
@@ -121,25 +128,28 @@ async function registerCloud(
     clock,
     signal,
   };
-  const router = await provider.open(cloud);
+  // Until it works: retryable API failures (throttling, 5xx, timeouts) back off; the others
+  // (credentials, permissions, options, no metadata service) end registration with their error.
+  let wait = opts.retryFirstMs ?? RETRY_FIRST_MS;
+  const retrying = async <T>(step: () => Promise<T>): Promise<T> => {
+    for (;;) {
+      try {
+        return await step();
+      } catch (e) {
+        if (!(e instanceof CloudApiError) || !e.retryable || signal.aborted) throw e;
+        log.error(`${e.message}; retrying in ${Math.max(1, Math.round(wait / 1000))}s`);
+        await clock.sleep(wait, signal);
+        wait = Math.min(wait * 2, RETRY_MAX_MS);
+      }
+    }
+  };
+  const router = await retrying(() => provider.open(cloud));
   log.info(`${provider.type}: routes go to ${router.where}`);
   const attrs: LeaseAttrs = { publicIP: extAddr };
   const lease = await acquireLease(ctx, attrs);
   const subnet = lease.subnet;
-
-  // At start-up: until the route exists (retryable failures back off; others end registration).
-  let wait = opts.retryFirstMs ?? RETRY_FIRST_MS;
-  for (;;) {
-    try {
-      report(log, provider.type, subnet, await router.ensureRoute(subnet, signal), true);
-      break;
-    } catch (e) {
-      if (!(e instanceof CloudApiError) || !e.retryable || signal.aborted) throw e;
-      log.error(`${e.message}; retrying in ${Math.round(wait / 1000)}s`);
-      await clock.sleep(wait, signal);
-      wait = Math.min(wait * 2, RETRY_MAX_MS);
-    }
-  }
+  // The route before subnet.env: ready means the cloud routes to us.
+  report(log, provider.type, subnet, await retrying(() => router.ensureRoute(subnet, signal)), true);
 
   return {
     lease,
@@ -148,7 +158,7 @@ async function registerCloud(
       // Peers' leases change nothing here (the cloud routes them); keep the stream drained.
       const drain = (async () => {
         for await (const _ of batches) if (runSignal.aborted) break;
-      })();
+      })().catch(() => {}); // the stream ends with an abort; nothing here to report
       const checkMs = opts.checkMs ?? ROUTE_CHECK_MS;
       try {
         while (!runSignal.aborted) {
@@ -208,6 +218,14 @@ export async function hmac(
     ],
   );
   return new Uint8Array(await crypto.subtle.sign("HMAC", k, new TextEncoder().encode(data)));
+}
+
+/** How long one cloud API request may take (a dead keep-alive connection must not hang a node). */
+export const API_TIMEOUT_MS = 30_000;
+
+/** `signal` bounded by {@linkcode API_TIMEOUT_MS}. */
+export function apiSignal(signal: AbortSignal): AbortSignal {
+  return AbortSignal.any([signal, AbortSignal.timeout(API_TIMEOUT_MS)]);
 }
 
 /** How long one metadata request may take (the service is link-local: it answers in ms or not at all). */

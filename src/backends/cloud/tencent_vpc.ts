@@ -25,6 +25,7 @@
 import { getField } from "../../config/case_insensitive.ts";
 import type { IP4Net } from "../../ip/mod.ts";
 import {
+  apiSignal,
   CloudApiError,
   type CloudContext,
   type CloudRouteProvider,
@@ -137,6 +138,7 @@ export class TencentVpcClient {
       timestamp,
     });
     let res: Response;
+    let text: string;
     try {
       res = await this.#ctx.fetch(this.#endpoint, {
         method: "POST",
@@ -149,8 +151,9 @@ export class TencentVpcClient {
           "X-TC-Region": this.#region,
         },
         body: payload,
-        signal: signal ?? this.#ctx.signal,
+        signal: apiSignal(signal ?? this.#ctx.signal),
       });
+      text = await res.text();
     } catch (e) {
       throw new CloudApiError(
         CLOUD,
@@ -159,7 +162,6 @@ export class TencentVpcClient {
         `${this.#endpoint.origin}: ${(e as Error).message}`,
       );
     }
-    const text = await res.text();
     let body: { Response?: Record<string, unknown> & { Error?: { Code?: string; Message?: string } } };
     try {
       body = JSON.parse(text);
@@ -226,17 +228,30 @@ export const tencentVpcProvider: CloudRouteProvider = {
     return {
       where: `VPC ${vpcId} in ${region} (its first route table), gateway ${gateway}`,
       ensureRoute: (subnet, signal) => ensureTencentRoute(client, vpcId, subnet, gateway, signal),
+      async deleteRoute(subnet, signal) {
+        const table = await firstTable(client, vpcId, signal);
+        const ours = (table.RouteSet ?? []).filter((r) =>
+          r.DestinationCidrBlock === subnet.toString() && r.GatewayType === "NORMAL_CVM" &&
+          r.GatewayId === gateway
+        );
+        if (ours.length === 0) return false;
+        await client.call(
+          "DeleteRoutes",
+          { RouteTableId: table.RouteTableId, Routes: ours.map((r) => ({ RouteId: r.RouteId })) },
+          signal,
+        );
+        return true;
+      },
     };
   },
 };
 
-async function ensureTencentRoute(
+/** The VPC's first route table (upstream's choice), with its routes. */
+async function firstTable(
   client: TencentVpcClient,
   vpcId: string,
-  subnet: IP4Net,
-  gateway: string,
   signal?: AbortSignal,
-): Promise<RouteOutcome> {
+): Promise<{ RouteTableId: string; RouteSet?: TencentRoute[] }> {
   const listed = await client.call(
     "DescribeRouteTables",
     { Filters: [{ Name: "vpc-id", Values: [vpcId] }] },
@@ -253,6 +268,17 @@ async function ensureTencentRoute(
       false,
     );
   }
+  return table;
+}
+
+async function ensureTencentRoute(
+  client: TencentVpcClient,
+  vpcId: string,
+  subnet: IP4Net,
+  gateway: string,
+  signal?: AbortSignal,
+): Promise<RouteOutcome> {
+  const table = await firstTable(client, vpcId, signal);
   const dst = subnet.toString();
   const same = (table.RouteSet ?? []).filter((r) => r.DestinationCidrBlock === dst);
   const ours = same.find((r) =>

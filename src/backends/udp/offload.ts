@@ -59,7 +59,13 @@ export function createOffloadForwarder(sys: LoopSys, cfg: ForwarderConfig): Forw
    */
   function arena(size: number, wasm = false) {
     const pages = Math.ceil(size / 65536);
-    const memory = wasm ? new WebAssembly.Memory({ initial: pages, maximum: pages }) : undefined;
+    let memory: WebAssembly.Memory | undefined;
+    try {
+      // V8 reserves address space for a memory; under a tight `ulimit -v` that can fail: sum in JS.
+      memory = wasm ? new WebAssembly.Memory({ initial: pages, maximum: pages }) : undefined;
+    } catch {
+      memory = undefined;
+    }
     const buf = memory ? memory.buffer : new ArrayBuffer(size);
     const u8 = new Uint8Array(buf);
     const base = sys.address(u8);

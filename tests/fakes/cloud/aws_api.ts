@@ -13,7 +13,9 @@
  *   their `X-Amz-Security-Token`, a stale `X-Amz-Date` is `RequestExpired`). Errors are EC2's
  *   shape, `<Response><Errors><Error><Code/><Message/></Error></Errors><RequestID/></Response>`.
  *   Route tables are state: DescribeRouteTables (by ID or by filter), CreateRoute
- *   (`RouteAlreadyExists` on a duplicate), ReplaceRoute, ModifyInstanceAttribute.
+ *   (`RouteAlreadyExists` on a duplicate), ReplaceRoute, DeleteRoute (by table and destination,
+ *   whatever the target; `InvalidRoute.NotFound` when there is none, and the `local` route cannot
+ *   go), ModifyInstanceAttribute.
  * - Tests can fail the next calls (`failNext`, `throttle`), deny actions (`deny`), move the
  *   fake's clock (`now`), rotate or revoke role keys, and read every request.
  */
@@ -220,6 +222,8 @@ export class FakeAws {
       case "CreateRoute":
       case "ReplaceRoute":
         return this.#putRoute(action, params);
+      case "DeleteRoute":
+        return this.#deleteRoute(params);
       case "ModifyInstanceAttribute": {
         if (!this.instances.has(params.InstanceId ?? "")) return this.#noInstance(params.InstanceId);
         const v = params["SourceDestCheck.Value"];
@@ -436,6 +440,37 @@ export class FakeAws {
       Object.assign(existing, { target, state: "active" });
     }
     return this.#ok(action, "<return>true</return>");
+  }
+
+  #deleteRoute(params: Record<string, string>): Response {
+    for (const p of ["RouteTableId", "DestinationCidrBlock"]) {
+      if (!params[p]) {
+        return this.#error(400, "MissingParameter", `The request must contain the parameter ${p}`);
+      }
+    }
+    const id = params.RouteTableId!;
+    const cidr = params.DestinationCidrBlock!;
+    const table = this.tables.find((t) => t.id === id);
+    if (!table) {
+      return this.#error(400, "InvalidRouteTableID.NotFound", `The routeTable ID '${id}' does not exist`);
+    }
+    const at = table.routes.findIndex((r) => r.cidr === cidr);
+    if (at < 0) {
+      return this.#error(
+        400,
+        "InvalidRoute.NotFound",
+        `no route with destination-cidr-block ${cidr} in route table ${id}`,
+      );
+    }
+    if (table.routes[at]!.target === "local") {
+      return this.#error(
+        400,
+        "InvalidParameterValue",
+        `cannot remove local route ${cidr} in route table ${id}`,
+      );
+    }
+    table.routes.splice(at, 1);
+    return this.#ok("DeleteRoute", "<return>true</return>");
   }
 
   #noInstance(id: string | undefined): Response {

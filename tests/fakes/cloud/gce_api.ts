@@ -46,7 +46,7 @@ const FAILURES: Record<GceFailure, { code: number; status: string; reason: strin
     code: 403,
     status: "PERMISSION_DENIED",
     reason: "forbidden",
-    message: "Required 'compute.routes.create' permission for 'projects/{project}/global/routes/{name}'",
+    message: "Required 'compute.routes.{verb}' permission for 'projects/{project}/global/routes/{name}'",
   },
   unavailable: { code: 503, status: "UNAVAILABLE", reason: "backendError", message: "Backend Error" },
 };
@@ -272,7 +272,9 @@ export class FakeGce {
     if (fail) {
       fail.times--;
       const f = FAILURES[fail.kind];
-      const message = f.message.replace("{project}", project).replace("{name}", name ?? "");
+      const verb = req.method === "POST" ? "create" : req.method === "DELETE" ? "delete" : "get";
+      const message = f.message.replace("{project}", project).replace("{name}", name ?? "")
+        .replace("{verb}", verb);
       return googleError(f.code, f.status, f.reason, message);
     }
     if (!this.projects.has(project)) {
