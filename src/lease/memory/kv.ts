@@ -11,6 +11,9 @@
 import { type Clock, systemClock } from "../../util/clock.ts";
 import { type KV, KVCompactedError, type KVEntry, type KVEvent } from "../kv.ts";
 
+/** Change events a {@linkcode MemoryKV} keeps by default. */
+export const DEFAULT_HISTORY_LIMIT = 10_000;
+
 interface Watcher {
   prefix: string;
   wake: () => void;
@@ -29,8 +32,17 @@ export class MemoryKV implements KV {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
 
-  constructor(opts: { clock?: Clock } = {}) {
+  readonly #historyLimit: number;
+
+  /**
+   * @param opts.historyLimit Change events kept for watches (default
+   *   {@linkcode DEFAULT_HISTORY_LIMIT}); beyond twice that the oldest are compacted away, as
+   *   etcd's auto-compaction does, so a long-lived store does not grow without end. A watcher
+   *   that fell behind the compaction gets {@linkcode KVCompactedError} and lists again.
+   */
+  constructor(opts: { clock?: Clock; historyLimit?: number } = {}) {
     this.#clock = opts.clock ?? systemClock;
+    this.#historyLimit = Math.max(1, opts.historyLimit ?? DEFAULT_HISTORY_LIMIT);
   }
 
   /** The current store revision. */
@@ -109,12 +121,15 @@ export class MemoryKV implements KV {
     this.#watchers.add(watcher);
     try {
       while (!signal.aborted) {
+        // Events this watcher has not seen were compacted away: say so, never skip them silently.
+        if (next <= this.#compacted) throw new KVCompactedError(this.#compacted);
         const batch = this.#history.filter((e) => e.modRevision >= next && e.key.startsWith(prefix));
         if (batch.length > 0) {
           next = batch[batch.length - 1]!.modRevision + 1n;
           yield batch.map((e) => ({ ...e }));
           continue;
         }
+        next = this.#rev + 1n; // caught up: everything so far was seen (or not under the prefix)
         if (this.#closed) return;
         await new Promise<void>((resolve) => (wake = resolve));
       }
@@ -151,6 +166,7 @@ export class MemoryKV implements KV {
     };
     this.#data.set(key, entry);
     this.#history.push({ type: "put", key, value, modRevision: rev, leaseId });
+    this.#trim();
     this.#notify();
     return { ...entry };
   }
@@ -162,6 +178,13 @@ export class MemoryKV implements KV {
     this.#data.delete(key);
     const rev = ++this.#rev;
     this.#history.push({ type: "delete", key, value: "", modRevision: rev, leaseId: 0n });
+    this.#trim();
+  }
+
+  /** Auto-compaction: past twice the limit, keep the newest `historyLimit` events. */
+  #trim(): void {
+    const h = this.#history;
+    if (h.length > 2 * this.#historyLimit) this.compact(h[h.length - this.#historyLimit - 1]!.modRevision);
   }
 
   #expire(): void {
