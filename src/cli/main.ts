@@ -8,11 +8,10 @@ import { formatOptions, parseFlags, validateOptions } from "./flags.ts";
 import { createLogger } from "../log/mod.ts";
 import { runDaemon } from "../daemon/daemon.ts";
 import { defaultRegistry } from "../backends/registry.ts";
-import { ipCommandNetInfo } from "../iface/mod.ts";
+import { kernelNetInfo } from "../iface/kernel_net_info.ts";
 import { denoFiles } from "../runtime/fs.ts";
 import { denoServeHealth } from "../runtime/serve.ts";
 import { shutdownSignal } from "../runtime/signals.ts";
-import { denoRunCommand } from "../runtime/command.ts";
 import { systemClock } from "../util/clock.ts";
 import { createEtcdManager } from "../lease/etcd/store.ts";
 import { createFetch } from "../runtime/http.ts";
@@ -93,7 +92,7 @@ export async function main(argv: string[]): Promise<number> {
         cniConfFile: options.cniConfFile,
         createManager: () => options.kubeSubnetMgr ? kubeManager() : Promise.resolve(etcdManager({})),
         cloudProviders: cloudRouteProviders,
-        netInfo: ipCommandNetInfo({ run: denoRunCommand }),
+        netInfo: kernelNetInfo(kernel),
       });
     } finally {
       kernel.close();
@@ -107,7 +106,7 @@ export async function main(argv: string[]): Promise<number> {
       log: mainLog,
       clock: systemClock,
       files: denoFiles,
-      netInfo: ipCommandNetInfo({ run: denoRunCommand }),
+      netInfo: kernelNetInfo(kernel),
       registry: defaultRegistry(),
       serveHealth: denoServeHealth,
       kernel,

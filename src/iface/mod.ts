@@ -21,6 +21,7 @@ export {
   selectExternalInterface,
   type SelectOptions,
 } from "./select.ts";
+export { kernelNetInfo } from "./kernel_net_info.ts";
 export {
   type CommandResult,
   type CommandRunner,

@@ -3,7 +3,8 @@
  * selection needs to know about the kernel, and nothing more.
  *
  * Selection is pure logic over this view, so unit tests use a fake and the daemon uses a real
- * implementation ({@linkcode ipCommandNetInfo} for now, netlink later).
+ * implementation: kernel_net_info.ts over our netlink stack (the daemon's), or ip_command.ts over
+ * `ip -j` (kept for comparison and for embedders without netlink access).
  *
  * @module
  */

@@ -289,6 +289,8 @@ export class NetlinkKernel implements KernelOps {
         dev: name,
         addr: netOf(ip, a.prefixLen),
         permanent: (flags & rt.IFA_F_PERMANENT) !== 0,
+        ...(a.family === rt.AF_INET6 && (flags & rt.IFA_F_SECONDARY) !== 0 ? { temporary: true } : {}),
+        ...((flags & rt.IFA_F_DEPRECATED) !== 0 ? { deprecated: true } : {}),
         scope: a.scope === rt.RT_SCOPE_LINK
           ? "link"
           : a.scope === rt.RT_SCOPE_HOST

@@ -77,6 +77,10 @@ export interface Addr {
   addr: IPNet;
   /** Output only: IFA_F_* derived facts. */
   permanent?: boolean;
+  /** Output only: an IPv6 privacy address (IFA_F_TEMPORARY; the same bit means "secondary" in IPv4). */
+  temporary?: boolean;
+  /** Output only: its preferred lifetime ran out (IFA_F_DEPRECATED). */
+  deprecated?: boolean;
   scope?: "global" | "link" | "host" | "site";
 }
 

@@ -1,9 +1,13 @@
-// External interface selection on a real kernel, through the `ip -j` NetInfo, inside a throwaway
-// network namespace: never the host's own. Needs root and a working `ip netns`; otherwise skipped
+// External interface selection on a real kernel, through both NetInfo implementations (`ip -j`
+// and our netlink stack, which must agree), inside a throwaway network namespace: never the
+// host's own. Needs root and a working `ip netns`; otherwise skipped
 // with one printed reason. (This kernel has no `dummy` links, so the test uses a veth pair.)
 
 import assert from "node:assert/strict";
 import { MemoryLogger } from "../../src/log/logger.ts";
+import { kernelNetInfo } from "../../src/iface/kernel_net_info.ts";
+import { NetlinkKernel } from "../../src/netlink/kernel.ts";
+import { openNetlink } from "../../src/netlink/transport/deno_ffi.ts";
 import {
   type CommandResult,
   ipCommandNetInfo,
@@ -73,7 +77,55 @@ async function setUp(ns: string): Promise<void> {
   await ip("-n", ns, "addr", "add", "fd60::2/64", "dev", "ve1", "nodad");
   await ip("-n", ns, "route", "add", "default", "via", "10.50.0.1", "dev", "ve0");
   await ip("-n", ns, "-6", "route", "add", "default", "via", "fd50::1", "dev", "ve0");
+  // Flags that selection weighs: an IPv4 secondary, a dynamic IPv6 address already deprecated.
+  await ip("-n", ns, "addr", "add", "10.50.0.3/24", "dev", "ve0");
+  await ip(
+    "-n",
+    ns,
+    "addr",
+    "add",
+    "fd50::9/64",
+    "dev",
+    "ve0",
+    "nodad",
+    "valid_lft",
+    "300",
+    "preferred_lft",
+    "0",
+  );
 }
+
+Deno.test({
+  name: "iface: the netlink NetInfo reads what ip -j reads",
+  ignore: reason !== undefined,
+  async fn() {
+    const ns = uniqueName("iface-nl");
+    const kernel = new NetlinkKernel({ open: openNetlink, netns: ns, log: new MemoryLogger() });
+    try {
+      await setUp(ns);
+      const viaIp = ipCommandNetInfo({ run, netns: ns });
+      const viaNetlink = kernelNetInfo(kernel);
+      // `ip` names every link flag; ours only `up` (selection reads none of them).
+      const strip = (ls: Awaited<ReturnType<NetInfo["links"]>>) =>
+        ls.map((l) => ({ ...l, flags: l.flags.filter((f) => f === "up") }));
+      const fromIp = strip(await viaIp.links());
+      assert.deepEqual(strip(await viaNetlink.links()), fromIp);
+      const ve0 = fromIp.find((l) => l.name === "ve0")!;
+      const fd509 = ve0.addrs.find((a) => a.ip.toString() === "fd50::9")!;
+      assert.deepEqual([fd509.dynamic, fd509.deprecated], [true, true], "the flags were really exercised");
+      for (const family of [4, 6] as const) {
+        assert.deepEqual(await viaNetlink.defaultRouteLink(family), await viaIp.defaultRouteLink(family));
+      }
+      const { IP4, IP6 } = await import("../../src/ip/mod.ts");
+      for (const dst of [IP4.parse("10.60.0.254"), IP4.parse("192.0.2.77"), IP6.parse("fd60::99")]) {
+        assert.deepEqual(await viaNetlink.routeGet(dst), await viaIp.routeGet(dst), String(dst));
+      }
+    } finally {
+      kernel.close();
+      await ip("netns", "del", ns).catch((err) => console.error(`cannot delete netns ${ns}: ${err}`));
+    }
+  },
+});
 
 Deno.test({
   name: "iface selection in a namespace through ip -j",
