@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { MetricsSink } from "../daemon/metrics.ts";
 import type { NetworkConfig } from "../config/network_config.ts";
 import type { ExtIface } from "../iface/mod.ts";
 import type { SubnetManager } from "../lease/manager.ts";
@@ -52,6 +53,8 @@ export interface Network {
   run(batches: AsyncIterable<LeaseBatch>, signal: AbortSignal): Promise<void>;
   /** Removes what must not outlive the daemon (most backends leave the data path up). */
   close(): Promise<void>;
+  /** Reports the backend's own numbers at each scrape of `/metrics` (data path counters, …). */
+  collectMetrics?(sink: MetricsSink): void;
 }
 
 /** One backend type, as listed in the registry. */

@@ -237,6 +237,10 @@ export async function runDaemon(deps: DaemonDeps, outer: AbortSignal): Promise<n
       return EXIT_FAILURE;
     }
     const lease = network.lease;
+    if (network.collectMetrics) {
+      const n = network;
+      metrics.collect((sink) => n.collectMetrics!(sink));
+    }
     if (lease.expiration > 0) {
       metrics.set(
         "flannel_lease_expiration_timestamp_seconds",

@@ -14,9 +14,31 @@ interface Series {
   values: Map<string, { labels: Labels; value: number }>;
 }
 
+/**
+ * Where a component reports values it keeps itself (the udp loop's counters, a cloud backend's
+ * checks): called at every scrape, so the numbers are current without a push per packet.
+ */
+export interface MetricsSink {
+  /** Sets a gauge. */
+  set(name: string, help: string, value: number, labels?: Labels): void;
+  /** Sets a counter to its running total (the component counts; never decreases). */
+  counter(name: string, help: string, total: number, labels?: Labels): void;
+}
+
 /** Metric families, rendered in registration order. */
-export class Metrics {
+export class Metrics implements MetricsSink {
   readonly #series = new Map<string, Series>();
+  readonly #collectors: ((sink: MetricsSink) => void)[] = [];
+
+  /** Adds a collector, run before every {@linkcode render}; one that throws is skipped. */
+  collect(fn: (sink: MetricsSink) => void): void {
+    this.#collectors.push(fn);
+  }
+
+  /** Sets a counter to a running total kept elsewhere. */
+  counter(name: string, help: string, total: number, labels: Labels = {}): void {
+    this.#get(name, help, "counter").values.set(labelKey(labels), { labels, value: total });
+  }
 
   #get(name: string, help: string, type: Series["type"]): Series {
     let s = this.#series.get(name);
@@ -47,6 +69,13 @@ export class Metrics {
 
   /** The Prometheus text exposition format, version 0.0.4. */
   render(): string {
+    for (const c of this.#collectors) {
+      try {
+        c(this);
+      } catch {
+        // a collector's failure must not cost the scrape the other metrics
+      }
+    }
     let out = "";
     for (const s of this.#series.values()) {
       out += `# HELP ${s.name} ${s.help}\n# TYPE ${s.name} ${s.type}\n`;

@@ -64,6 +64,16 @@ Deno.test({
       r.stdout + r.stderr,
     );
 
+    // The loop's counters are in /metrics: the pings went out over UDP and came in, and the
+    // unleased /24 was answered from flannel0.
+    const [, body] = await c.node(pod.node).daemon.http("/metrics");
+    const count = (labels: string) =>
+      Number(body.match(new RegExp(`^flannel_udp_[a-z_]+_total\\{${labels}\\} (\\d+)$`, "m"))?.[1] ?? -1);
+    assert.ok(count('point="udp_send"') > 0, body);
+    assert.ok(count('point="udp_receive"') > 0, body);
+    assert.ok(count('reason="no_route"') >= 1, body);
+    assert.match(body, /^flannel_udp_icmp_unreachable_total [1-9]\d*$/m);
+
     // Traffic moves in bulk too (the numbers are the benchmark's job).
     const [a, b] = c.pods;
     if (a && b && exists("/usr/bin/iperf3")) {

@@ -13,6 +13,7 @@ import { IP4, IP4Net } from "../../src/ip/mod.ts";
 import { MemoryLogger } from "../../src/log/logger.ts";
 import { systemClock } from "../../src/util/clock.ts";
 import { BackendRig } from "../fakes/backend_harness.ts";
+import { Metrics } from "../../src/daemon/metrics.ts";
 import { FakeTencentCloud } from "../fakes/cloud/tencent_api.ts";
 
 Deno.test("tencent-vpc: TC3-HMAC-SHA256 gives the signature of Tencent's documented example", async () => {
@@ -208,6 +209,22 @@ Deno.test("tencent-vpc backend: lease with PublicIP only, route at registration 
     }
     assert.deepEqual(fake.routes(), [`${subnet} -> NORMAL_CVM:192.168.1.10`]);
     assert.match(logs(), /warn tencent-vpc: the route for .* had gone or changed; created it/);
+
+    // /metrics: what the checks found; a failing check turns flannel_cloud_route_ok to 0.
+    const metrics = new Metrics();
+    metrics.collect((sink) => network.collectMetrics!(sink));
+    assert.match(
+      metrics.render(),
+      /flannel_cloud_route_checks_total\{backend="tencent-vpc",result="created"\} 2\n/,
+    );
+    assert.match(metrics.render(), /flannel_cloud_route_ok\{backend="tencent-vpc"\} 1\n/);
+    fake.deny.add("DescribeRouteTables");
+    const until = Date.now() + 5000;
+    while (!/flannel_cloud_route_ok\{[^}]*\} 0/.test(metrics.render()) && Date.now() < until) {
+      await new Promise((res) => setTimeout(res, 10));
+    }
+    assert.match(metrics.render(), /flannel_cloud_route_ok\{backend="tencent-vpc"\} 0\n/);
+    assert.match(metrics.render(), /result="error"\} [1-9]/);
   } finally {
     await r.stop();
     await fake.close();

@@ -256,3 +256,39 @@ Deno.test("daemon: traffic rules are set up in upstream's order; a failed masque
     s.close();
   }
 });
+
+Deno.test("daemon: a backend's own numbers are in /metrics at every scrape; a failing collector costs nothing else", async () => {
+  const alloc = defaultBackends.find((b) => b.type === "alloc")!;
+  let scrapes = 0;
+  const counting = {
+    type: "alloc",
+    async register(ctx: Parameters<typeof alloc.register>[0]) {
+      const n = await alloc.register(ctx);
+      return {
+        ...n,
+        run: n.run.bind(n),
+        close: n.close.bind(n),
+        collectMetrics(sink: import("../../src/daemon/metrics.ts").MetricsSink) {
+          scrapes++;
+          sink.counter("flannel_test_things_total", "Things", 40 + scrapes);
+        },
+      };
+    },
+  };
+  const s = setup(`{"Network":"10.5.0.0/16","Backend":{"Type":"alloc"}}`);
+  s.metrics.collect(() => {
+    throw new Error("broken collector");
+  });
+  const ctl = new AbortController();
+  const run = runDaemon({ ...s.deps, registry: new BackendRegistry([counting]) }, ctl.signal);
+  await until(() => s.metrics.value("flannel_ready") === 1, "ready");
+  assert.match(
+    s.metrics.render(),
+    /# TYPE flannel_test_things_total counter\nflannel_test_things_total 41\n/,
+  );
+  assert.match(s.metrics.render(), /flannel_test_things_total 42\n/, "collected again at the next scrape");
+  assert.match(s.metrics.render(), /flannel_ready 1/);
+  ctl.abort();
+  assert.equal(await run, 0);
+  s.close();
+});

@@ -8,6 +8,7 @@ import {
   createUdpBackend,
   type DataPath,
   type DataPathOptions,
+  type DataPathStats,
   udpBackend,
   type UdpHost,
 } from "../../src/backends/udp/mod.ts";
@@ -16,6 +17,7 @@ import { RTPROT_FLANNEL } from "../../src/backends/reconcile.ts";
 import { IP4 } from "../../src/ip/mod.ts";
 import type { FakeKernel } from "../fakes/fake_kernel.ts";
 import { BackendRig, peer } from "../fakes/backend_harness.ts";
+import { Metrics } from "../../src/daemon/metrics.ts";
 
 /** A data path that "creates" flannel<n> in the fake kernel, as TUNSETIFF would. */
 class FakeDataPaths {
@@ -23,6 +25,8 @@ class FakeDataPaths {
   readonly sysctls: string[] = [];
   peers: readonly PeerRoute[] = [];
   closed = 0;
+  /** What the data path opened last reports (each open starts again from zero, as a real one). */
+  stats: DataPathStats = zeroStats();
   /** Kills the loop of the data path opened last, as a crashed thread would. */
   die: (e: Error) => void = () => {};
 
@@ -30,6 +34,7 @@ class FakeDataPaths {
 
   open = async (o: DataPathOptions): Promise<DataPath> => {
     this.opened.push(o);
+    this.stats = zeroStats();
     const names = (await this.kernel.linkList()).map((l) => l.name);
     let n = 0;
     while (names.includes(`flannel${n}`)) n++;
@@ -42,20 +47,7 @@ class FakeDataPaths {
       features: [],
       failed: new Promise<Error>((res) => (this.die = res)),
       setPeers: (p) => void (this.peers = p),
-      stats: () => ({
-        tunRx: 0,
-        udpTx: 0,
-        udpRx: 0,
-        tunTx: 0,
-        tunWrites: 0,
-        noRoute: 0,
-        icmpSent: 0,
-        ttlExpired: 0,
-        malformed: 0,
-        errors: 0,
-        lastErrno: 0,
-        waits: 0,
-      }),
+      stats: () => ({ ...this.stats }),
       setDeviceSysctl: (name, value) => void this.sysctls.push(`${tunName}/${name}=${value}`),
       close: async () => {
         if (closed) return;
@@ -220,4 +212,75 @@ Deno.test("udp: the registered factory takes its data path from the host, and sa
   await r.start(udpBackend, conf, ext);
   await r.stop();
   assert.equal(dps.opened.length, 1);
+});
+
+function zeroStats(): DataPathStats {
+  return {
+    tunRx: 0,
+    udpTx: 0,
+    udpRx: 0,
+    tunTx: 0,
+    tunWrites: 0,
+    noRoute: 0,
+    icmpSent: 0,
+    ttlExpired: 0,
+    malformed: 0,
+    errors: 0,
+    lastErrno: 0,
+    waits: 0,
+  };
+}
+
+Deno.test("udp: /metrics has the loop's counters, and they never go down when the data path is reopened", async () => {
+  const r = new BackendRig();
+  const ext = r.seedHost();
+  const dps = new FakeDataPaths(r.kernel);
+  await r.start(
+    createUdpBackend({ openDataPath: dps.open }),
+    `{"Network":"10.5.0.0/16","Backend":{"Type":"udp"}}`,
+    ext,
+  );
+  try {
+    const metrics = new Metrics();
+    metrics.collect((sink) => r.network.collectMetrics!(sink));
+    Object.assign(dps.stats, {
+      tunRx: 10,
+      udpTx: 9,
+      udpRx: 7,
+      tunTx: 8,
+      tunWrites: 3,
+      noRoute: 1,
+      icmpSent: 1,
+      errors: 2,
+      lastErrno: 105,
+    });
+    let text = metrics.render();
+    for (
+      const line of [
+        'flannel_udp_packets_total{point="tun_read"} 10',
+        'flannel_udp_packets_total{point="udp_send"} 9',
+        'flannel_udp_packets_total{point="udp_receive"} 7',
+        'flannel_udp_packets_total{point="tun_write"} 8',
+        "flannel_udp_tun_writes_total 3",
+        'flannel_udp_dropped_packets_total{reason="no_route"} 1',
+        "flannel_udp_icmp_unreachable_total 1",
+        "flannel_udp_syscall_errors_total 2",
+        "flannel_udp_last_errno 105",
+        'flannel_udp_datapath_restarts_total{cause="device_gone"} 0',
+        "# TYPE flannel_udp_packets_total counter",
+      ]
+    ) assert.ok(text.includes(line), `${line}\n${text}`);
+
+    // The device is deleted: a new data path counts from zero, the totals carry on.
+    r.leases(peer("10.5.2.0/24", "192.168.1.11"));
+    await r.until((t) => t.includes("10.5.0.0/16 dev flannel0"));
+    await r.kernel.linkDel("flannel0");
+    await r.until((t) => t.includes("10.5.0.0/16 dev flannel0") && dps.opened.length === 2);
+    dps.stats.tunRx = 4;
+    text = metrics.render();
+    assert.ok(text.includes('flannel_udp_packets_total{point="tun_read"} 14'), text);
+    assert.ok(text.includes('flannel_udp_datapath_restarts_total{cause="device_gone"} 1'), text);
+  } finally {
+    await r.stop();
+  }
 });

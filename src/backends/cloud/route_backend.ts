@@ -148,8 +148,12 @@ async function registerCloud(
   const attrs: LeaseAttrs = { publicIP: extAddr };
   const lease = await acquireLease(ctx, attrs);
   const subnet = lease.subnet;
+  // What the checks found, for /metrics.
+  const checks: Record<RouteOutcome | "error", number> = { kept: 0, created: 0, replaced: 0, error: 0 };
+  let lastOk = true;
+  const counted = (o: RouteOutcome) => (checks[o]++, lastOk = true, o);
   // The route before subnet.env: ready means the cloud routes to us.
-  report(log, provider.type, subnet, await retrying(() => router.ensureRoute(subnet, signal)), true);
+  report(log, provider.type, subnet, counted(await retrying(() => router.ensureRoute(subnet, signal))), true);
 
   return {
     lease,
@@ -164,9 +168,11 @@ async function registerCloud(
         while (!runSignal.aborted) {
           await clock.sleep(checkMs, runSignal);
           try {
-            report(log, provider.type, subnet, await router.ensureRoute(subnet, runSignal), false);
+            report(log, provider.type, subnet, counted(await router.ensureRoute(subnet, runSignal)), false);
           } catch (e) {
             if (runSignal.aborted) break;
+            checks.error++;
+            lastOk = false;
             log.error(`Cannot check the ${provider.type} route for ${subnet}: ${(e as Error).message}`);
           }
         }
@@ -176,6 +182,18 @@ async function registerCloud(
       await drain;
     },
     close: () => Promise.resolve(),
+    collectMetrics(sink) {
+      const help = "Checks of our cloud route, by what they found or did";
+      for (const [result, n] of Object.entries(checks)) {
+        sink.counter("flannel_cloud_route_checks_total", help, n, { backend: provider.type, result });
+      }
+      sink.set(
+        "flannel_cloud_route_ok",
+        "1 when the last check found or put our cloud route in place",
+        lastOk ? 1 : 0,
+        { backend: provider.type },
+      );
+    },
   };
 }
 

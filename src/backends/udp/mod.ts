@@ -52,7 +52,7 @@ import {
   requireKernel,
 } from "../types.ts";
 import type { PeerRoute } from "./packet.ts";
-import type { DataPath, DataPathOptions, OpenDataPath } from "./sys.ts";
+import type { DataPath, DataPathOptions, DataPathStats, OpenDataPath } from "./sys.ts";
 
 export type { DataPath, DataPathOptions, DataPathStats, OpenDataPath } from "./sys.ts";
 
@@ -149,20 +149,27 @@ async function registerUdp(ctx: BackendContext, opts: UdpBackendOptions): Promis
     });
   watch(dp);
 
+  // Counters of closed data paths, so that the exported totals never go down on a reopen.
+  const carried = zeroStats();
+  const restarts = { loop_died: 0, device_gone: 0 };
+  const reopen = async (cause: keyof typeof restarts) => {
+    addStats(carried, dp.stats());
+    restarts[cause]++;
+    await dp.close();
+    dp = await open();
+    watch(dp);
+  };
+
   const ensureDevice = async () => {
     if (died) {
       log.warn(`Reopening the udp data path (TUN device ${dp.tunName}) after its loop stopped`);
       died = undefined;
-      await dp.close();
-      dp = await open();
-      watch(dp);
+      await reopen("loop_died");
     }
     let link = await kernel.linkGet(dp.tunName);
     if (!link) {
       log.warn(`TUN device ${dp.tunName} is gone; reopening it`);
-      await dp.close();
-      dp = await open();
-      watch(dp);
+      await reopen("device_gone");
       link = await kernel.linkGet(dp.tunName);
       if (!link) throw new Error(`TUN device ${dp.tunName} does not show up after opening it`);
     }
@@ -212,7 +219,66 @@ async function registerUdp(ctx: BackendContext, opts: UdpBackendOptions): Promis
         signal,
       ),
     close: () => dp.close(),
+    collectMetrics(sink) {
+      const st = addStats(addStats(zeroStats(), carried), dp.stats());
+      const packets = "Packets through the udp data path, by where they were counted";
+      sink.counter("flannel_udp_packets_total", packets, st.tunRx, { point: "tun_read" });
+      sink.counter("flannel_udp_packets_total", packets, st.udpTx, { point: "udp_send" });
+      sink.counter("flannel_udp_packets_total", packets, st.udpRx, { point: "udp_receive" });
+      sink.counter("flannel_udp_packets_total", packets, st.tunTx, { point: "tun_write" });
+      sink.counter(
+        "flannel_udp_tun_writes_total",
+        "Write calls into the TUN device (segments coalesced)",
+        st.tunWrites,
+      );
+      const dropped = "Packets the udp data path dropped, by reason";
+      sink.counter("flannel_udp_dropped_packets_total", dropped, st.noRoute, { reason: "no_route" });
+      sink.counter("flannel_udp_dropped_packets_total", dropped, st.ttlExpired, { reason: "ttl_expired" });
+      sink.counter("flannel_udp_dropped_packets_total", dropped, st.malformed, { reason: "malformed" });
+      sink.counter(
+        "flannel_udp_icmp_unreachable_total",
+        "ICMP net unreachable answers written into the TUN device",
+        st.icmpSent,
+      );
+      sink.counter(
+        "flannel_udp_syscall_errors_total",
+        "Failed system calls of the udp loop (other than would-block)",
+        st.errors,
+      );
+      if (st.lastErrno) {
+        sink.set("flannel_udp_last_errno", "The errno of the loop's last failed call", st.lastErrno);
+      }
+      for (const [cause, n] of Object.entries(restarts)) {
+        sink.counter("flannel_udp_datapath_restarts_total", "Times the data path was reopened", n, { cause });
+      }
+    },
   };
+}
+
+/** Every counter at zero. */
+function zeroStats(): DataPathStats {
+  return {
+    tunRx: 0,
+    udpTx: 0,
+    udpRx: 0,
+    tunTx: 0,
+    tunWrites: 0,
+    noRoute: 0,
+    icmpSent: 0,
+    ttlExpired: 0,
+    malformed: 0,
+    errors: 0,
+    lastErrno: 0,
+    waits: 0,
+  };
+}
+
+/** Adds `b`'s counters into `a` (the last errno: `b`'s when it has one); returns `a`. */
+function addStats(a: DataPathStats, b: DataPathStats): DataPathStats {
+  for (const k of Object.keys(a) as (keyof DataPathStats)[]) {
+    a[k] = k === "lastErrno" ? (b.lastErrno || a.lastErrno) : a[k] + b[k];
+  }
+  return a;
 }
 
 /** The peer table for the leases: every other node with a PublicIP, at our configured port. */
