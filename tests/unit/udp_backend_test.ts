@@ -11,6 +11,7 @@ import {
   type DataPathStats,
   udpBackend,
   type UdpHost,
+  zeroStats,
 } from "../../src/backends/udp/mod.ts";
 import type { PeerRoute } from "../../src/backends/udp/packet.ts";
 import { RTPROT_FLANNEL } from "../../src/backends/reconcile.ts";
@@ -213,23 +214,6 @@ Deno.test("udp: the registered factory takes its data path from the host, and sa
   await r.stop();
   assert.equal(dps.opened.length, 1);
 });
-
-function zeroStats(): DataPathStats {
-  return {
-    tunRx: 0,
-    udpTx: 0,
-    udpRx: 0,
-    tunTx: 0,
-    tunWrites: 0,
-    noRoute: 0,
-    icmpSent: 0,
-    ttlExpired: 0,
-    malformed: 0,
-    errors: 0,
-    lastErrno: 0,
-    waits: 0,
-  };
-}
 
 Deno.test("udp: /metrics has the loop's counters, and they never go down when the data path is reopened", async () => {
   const r = new BackendRig();

@@ -52,9 +52,16 @@ import {
   requireKernel,
 } from "../types.ts";
 import type { PeerRoute } from "./packet.ts";
-import type { DataPath, DataPathOptions, DataPathStats, OpenDataPath } from "./sys.ts";
+import {
+  type DataPath,
+  type DataPathOptions,
+  type DataPathStats,
+  type OpenDataPath,
+  zeroStats,
+} from "./sys.ts";
 
 export type { DataPath, DataPathOptions, DataPathStats, OpenDataPath } from "./sys.ts";
+export { zeroStats } from "./sys.ts";
 
 /** The TUN name asked of the kernel (upstream's). */
 export const UDP_DEVICE_PATTERN = "flannel%d";
@@ -252,24 +259,6 @@ async function registerUdp(ctx: BackendContext, opts: UdpBackendOptions): Promis
         sink.counter("flannel_udp_datapath_restarts_total", "Times the data path was reopened", n, { cause });
       }
     },
-  };
-}
-
-/** Every counter at zero. */
-function zeroStats(): DataPathStats {
-  return {
-    tunRx: 0,
-    udpTx: 0,
-    udpRx: 0,
-    tunTx: 0,
-    tunWrites: 0,
-    noRoute: 0,
-    icmpSent: 0,
-    ttlExpired: 0,
-    malformed: 0,
-    errors: 0,
-    lastErrno: 0,
-    waits: 0,
   };
 }
 

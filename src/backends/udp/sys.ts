@@ -226,6 +226,24 @@ export interface DataPathStats {
   waits: number;
 }
 
+/** Every counter at zero. */
+export function zeroStats(): DataPathStats {
+  return {
+    tunRx: 0,
+    udpTx: 0,
+    udpRx: 0,
+    tunTx: 0,
+    tunWrites: 0,
+    noRoute: 0,
+    icmpSent: 0,
+    ttlExpired: 0,
+    malformed: 0,
+    errors: 0,
+    lastErrno: 0,
+    waits: 0,
+  };
+}
+
 /** How a data path is opened. */
 export interface DataPathOptions {
   /** The TUN name to ask for; `flannel%d` lets the kernel pick the number, as upstream. */
