@@ -14,6 +14,8 @@ import { denoServeHealth } from "../runtime/serve.ts";
 import { shutdownSignal } from "../runtime/signals.ts";
 import { systemClock } from "../util/clock.ts";
 import { createEtcdManager } from "../lease/etcd/store.ts";
+import type { EtcdAttempt } from "../lease/etcd/client.ts";
+import { Metrics } from "../daemon/metrics.ts";
 import { createFetch } from "../runtime/http.ts";
 import { VERSION } from "../version.ts";
 import { createKubeManager } from "../lease/kube/mod.ts";
@@ -53,6 +55,20 @@ export async function main(argv: string[]): Promise<number> {
     mainLog.error(invalid);
     return 1;
   }
+  const metrics = new Metrics();
+  /** Datastore health for /metrics: every etcd request attempt, answered or not. */
+  const observeEtcd = (a: EtcdAttempt) => {
+    const result = a.ok ? "answered" : "failed";
+    metrics.inc("flannel_datastore_requests_total", "Requests to etcd, by whether an endpoint answered", 1, {
+      result,
+    });
+    metrics.inc(
+      "flannel_datastore_request_seconds_total",
+      "Time spent in etcd requests (divided by the request count: the mean latency)",
+      a.ms / 1000,
+    );
+    metrics.set("flannel_datastore_up", "1 when the last etcd request got an answer", a.ok ? 1 : 0);
+  };
   /** The etcd subnet manager for the options, closing its HTTP client with it. */
   const etcdManager = (previous: PreviousSubnets) => {
     const etcdLog = log.child("etcd.ts");
@@ -70,6 +86,7 @@ export async function main(argv: string[]): Promise<number> {
       fetch,
       log: etcdLog,
       clock: systemClock,
+      observe: observeEtcd,
     });
     const close = manager.close;
     return Object.assign(manager, { close: () => close().finally(() => fetch.close()) });
@@ -108,6 +125,7 @@ export async function main(argv: string[]): Promise<number> {
       files: denoFiles,
       netInfo: kernelNetInfo(kernel),
       registry: defaultRegistry(),
+      metrics,
       serveHealth: denoServeHealth,
       kernel,
       host: denoHost,

@@ -73,6 +73,9 @@ Deno.test({
     assert.ok(count('point="udp_receive"') > 0, body);
     assert.ok(count('reason="no_route"') >= 1, body);
     assert.match(body, /^flannel_udp_icmp_unreachable_total [1-9]\d*$/m);
+    // …and the datastore's health: etcd answers.
+    assert.match(body, /^flannel_datastore_up 1$/m);
+    assert.match(body, /^flannel_datastore_requests_total\{result="answered"\} [1-9]\d*$/m);
 
     // Traffic moves in bulk too (the numbers are the benchmark's job).
     const [a, b] = c.pods;

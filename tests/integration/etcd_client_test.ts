@@ -343,6 +343,25 @@ t("fails over to the next endpoint and remembers it", async () => {
   await assert.rejects(c.range("/f"), (e) => e instanceof EtcdError && /closed/.test(e.message));
 });
 
+t("observe hears of every attempt: a dead endpoint as failed, the live one as answered", async () => {
+  await using etcd = await startEtcd();
+  const dead = `http://127.0.0.1:${await freePort()}`;
+  const seen: { endpoint: string; ok: boolean; ms: number }[] = [];
+  const c = new EtcdClient({
+    endpoints: [dead, etcd.endpoint],
+    log: new MemoryLogger(),
+    observe: (a) => seen.push(a),
+  });
+  await c.put("/o", "1");
+  await c.range("/o");
+  assert.deepEqual(seen.map((a) => [a.endpoint, a.ok]), [[dead, false], [etcd.endpoint, true], [
+    etcd.endpoint,
+    true,
+  ]]);
+  assert.ok(seen.every((a) => a.ms >= 0 && a.ms < 10_000), JSON.stringify(seen));
+  c.close();
+});
+
 t("progress notifications arrive as empty batches with the current revision", async () => {
   await using etcd = await startEtcd({ args: ["--experimental-watch-progress-notify-interval=100ms"] });
   const c = client(etcd);

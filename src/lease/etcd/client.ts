@@ -62,6 +62,17 @@ export interface EtcdClientOptions {
   log: Logger;
   /** Per-endpoint timeout of a request (and of opening a watch), in ms. Default 10 000. */
   requestTimeoutMs?: number | undefined;
+  /** Told of every attempt of a unary request at one endpoint (metrics: datastore health). */
+  observe?: ((attempt: EtcdAttempt) => void) | undefined;
+}
+
+/** One attempt of a unary request, as {@linkcode EtcdClientOptions.observe} hears of it. */
+export interface EtcdAttempt {
+  endpoint: string;
+  /** Answered (any etcd answer, errors included), or failed at the transport (unreachable, timeout). */
+  ok: boolean;
+  /** Wall time of the attempt, ms. */
+  ms: number;
 }
 
 /** A range result: the keys (none with `countOnly`), how many matched, and the read revision. */
@@ -106,6 +117,7 @@ export class EtcdClient {
   readonly #username: string | undefined;
   readonly #password: string;
   readonly #fetch: typeof fetch;
+  readonly #observe: ((attempt: EtcdAttempt) => void) | undefined;
   readonly #log: Logger;
   readonly #timeoutMs: number;
   readonly #closed = new AbortController();
@@ -119,6 +131,7 @@ export class EtcdClient {
     this.#username = opts.username === "" ? undefined : opts.username;
     this.#password = opts.password ?? "";
     this.#fetch = opts.fetch ?? ((input, init) => fetch(input, init));
+    this.#observe = opts.observe;
     this.#log = opts.log;
     this.#timeoutMs = opts.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS;
   }
@@ -424,7 +437,12 @@ export class EtcdClient {
           body: JSON.stringify(body),
           signal: attempt.signal,
         };
-        const res = await this.#fetch(endpoint + path, init);
+        const started = performance.now();
+        const res = await this.#fetch(endpoint + path, init).catch((err) => {
+          if (!stream) this.#observe?.({ endpoint, ok: false, ms: performance.now() - started });
+          throw err;
+        });
+        if (!stream) this.#observe?.({ endpoint, ok: true, ms: performance.now() - started });
         const out = await consume(res, endpoint, attempt);
         handedOver = stream;
         if (idx !== this.#current) {

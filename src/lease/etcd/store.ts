@@ -13,7 +13,7 @@ import type { Clock } from "../../util/clock.ts";
 import { type KV, KVCompactedError, type KVEntry, type KVEvent, KVUnavailableError } from "../kv.ts";
 import { KVSubnetManager } from "../kv_manager.ts";
 import type { IP4Net, IP6Net } from "../../ip/mod.ts";
-import { EtcdClient, EtcdCompactedError, EtcdUnavailableError, type KeyValue } from "./client.ts";
+import { type EtcdAttempt, EtcdClient, EtcdCompactedError, EtcdUnavailableError, type KeyValue } from "./client.ts";
 
 function entry(kv: KeyValue): KVEntry {
   return {
@@ -162,6 +162,8 @@ export function createEtcdManager(opts: {
   fetch?: typeof fetch;
   log: Logger;
   clock: Clock;
+  /** Told of every request attempt (datastore metrics). */
+  observe?: (attempt: EtcdAttempt) => void;
 }): KVSubnetManager & { close(): Promise<void> } {
   const o = opts.options;
   const client = new EtcdClient({
@@ -170,6 +172,7 @@ export function createEtcdManager(opts: {
     password: o.etcdPassword || undefined,
     fetch: opts.fetch,
     log: opts.log,
+    observe: opts.observe,
   });
   const manager = new KVSubnetManager({
     kv: new EtcdKV(client),
