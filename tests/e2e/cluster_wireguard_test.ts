@@ -10,6 +10,7 @@
  * WireGuard resolves only after its 5 s rekey timeout: pings are therefore polled for up to 20 s.
  */
 import assert from "node:assert/strict";
+import { pollUntil } from "../harness/daemon.ts";
 import { cleanupLeftovers, Cluster, type ClusterNode, clusterUnavailable } from "../harness/cluster.ts";
 import { exists, run } from "../harness/cni.ts";
 import {
@@ -201,6 +202,18 @@ for (const k of CASES) {
       await t.step("every pod pair pings both ways", async () => {
         const ms = await checkMatrix(c, { ipv6: k.ipv6, deadlineMs: PING_MS });
         console.log(`${tag}: every pair answered after ${ms.toFixed(0)} ms`);
+      });
+
+      await t.step("/metrics counts the peers as recently handshaken after the pings", async () => {
+        // The counts are as of the last reconcile pass (every 10 s at the latest).
+        const n = c.node(1);
+        const want = `flannel_wireguard_peers{device="flannel-wg",handshake="recent"} ${c.nodes.length - 1}`;
+        let body = "";
+        await pollUntil(
+          async () => (body = (await n.daemon.http("/metrics"))[1]).includes(want),
+          15_000,
+          () => body,
+        );
       });
 
       await t.step({

@@ -275,6 +275,12 @@ export class FakeKernel implements KernelOps {
         },
     );
   }
+  /** Records a handshake with the peer whose key starts with `keyHex`, as the kernel would. */
+  wgHandshake(name: string, keyHex: string, sec: number): void {
+    const p = this.#wg.get(name)?.peers.find((x) => hex(x.publicKey).startsWith(keyHex));
+    if (!p) throw new Error(`no WireGuard peer ${keyHex}… on ${name}`);
+    p.lastHandshake = sec;
+  }
   async wgConfigure(name: string, cfg: WgConfig): Promise<void> {
     const op = `configure wireguard ${name}`;
     this.calls.push(op);

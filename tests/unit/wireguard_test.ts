@@ -18,6 +18,7 @@ import { IP4, IP4Net, IP6 } from "../../src/ip/mod.ts";
 import { MemoryLogger } from "../../src/log/logger.ts";
 import { FakeHost } from "../fakes/fake_host.ts";
 import { FakeKernel } from "../fakes/fake_kernel.ts";
+import { Metrics } from "../../src/daemon/metrics.ts";
 import { BackendRig, peer } from "../fakes/backend_harness.ts";
 
 const wgAvailable = await new Deno.Command("wg", { args: ["--version"], stdout: "null", stderr: "null" })
@@ -266,4 +267,50 @@ Deno.test("wireguard: without kernel support and without wireguard-go, the error
     },
   );
   r.kv.close();
+});
+
+Deno.test("wireguard: /metrics counts peers by handshake (recent, old, never), not a series per peer", async () => {
+  const r = new BackendRig();
+  const ext = r.seedHost();
+  await r.start(wireguardBackend, `{"Network":"10.5.0.0/16","Backend":{"Type":"wireguard"}}`, ext);
+  try {
+    r.leases(
+      wgPeer("10.5.2.0/24", "192.168.1.11", 2),
+      wgPeer("10.5.3.0/24", "192.168.1.12", 3),
+      wgPeer("10.5.4.0/24", "192.168.1.13", 4),
+    );
+    await r.until((t) => t.includes("192.168.1.13"));
+    const now = Math.floor(Date.now() / 1000);
+    r.kernel.wgHandshake("flannel-wg", "02020202", now - 10);
+    r.kernel.wgHandshake("flannel-wg", "03030303", now - 600);
+    let pass = r.nextPass();
+    r.leases(
+      wgPeer("10.5.2.0/24", "192.168.1.11", 2),
+      wgPeer("10.5.3.0/24", "192.168.1.12", 3),
+      wgPeer("10.5.4.0/24", "192.168.1.13", 4),
+    );
+    await pass;
+    const metrics = new Metrics();
+    metrics.collect((sink) => r.network.collectMetrics!(sink));
+    const text = metrics.render();
+    for (const [state, n] of [["recent", 1], ["old", 1], ["never", 1]] as const) {
+      assert.ok(
+        text.includes(`flannel_wireguard_peers{device="flannel-wg",handshake="${state}"} ${n}\n`),
+        text,
+      );
+    }
+    // A peer that leaves stops counting.
+    pass = r.nextPass();
+    r.leases(wgPeer("10.5.2.0/24", "192.168.1.11", 2));
+    await pass;
+    await r.until((t) => !t.includes("192.168.1.13"));
+    pass = r.nextPass();
+    r.leases(wgPeer("10.5.2.0/24", "192.168.1.11", 2));
+    await pass;
+    const after = metrics.render();
+    assert.ok(after.includes(`flannel_wireguard_peers{device="flannel-wg",handshake="never"} 0\n`), after);
+    assert.ok(after.includes(`flannel_wireguard_peers{device="flannel-wg",handshake="recent"} 1\n`), after);
+  } finally {
+    await r.stop();
+  }
 });

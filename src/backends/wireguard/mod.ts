@@ -109,10 +109,21 @@ export const wireguardBackend: BackendFactory = {
         log.warn(msg);
       }
     };
+    /** Last handshake (seconds since the epoch, 0: never) of each device's peers, as of the last pass. */
+    const handshakes = new Map<string, number[]>();
     const pass = async (leases: ReadonlyMap<string, Lease>) => {
       await ensureDevicesAndAddresses();
       const want = desiredPeers(cfg, devices, ext, leases, warnOnce, pub);
-      for (const d of devices) await syncPeers(driver!, d.name, want.get(d.name) ?? [], log);
+      for (const d of devices) {
+        await syncPeers(driver!, d.name, want.get(d.name) ?? [], log, (peers) => {
+          // Only peers we keep count; one removed in this pass is gone from the next read.
+          const wanted = new Set((want.get(d.name) ?? []).map((p) => hex(p.publicKey)));
+          handshakes.set(
+            d.name,
+            peers.filter((p) => wanted.has(hex(p.publicKey))).map((p) => p.lastHandshake ?? 0),
+          );
+        });
+      }
       const routes: Route[] = [];
       if (config.enableIPv4 && config.network) {
         routes.push({ dst: config.network, dev: devFor(4).name, scope: "link", protocol: RTPROT_FLANNEL });
@@ -144,6 +155,22 @@ export const wireguardBackend: BackendFactory = {
       reconciles: true,
       run: (batches, signal) =>
         runNetLoop({ kernel, log, clock: ctx.clock, pass, interesting }, batches, signal),
+      collectMetrics(sink) {
+        // Counts, not a series per peer: 5000 nodes must not mean 5000 series on every node.
+        const now = ctx.clock.now() / 1000;
+        const help = "WireGuard peers by their last handshake (as of the last reconcile pass): " +
+          `within ${HANDSHAKE_RECENT_S} s, older, or never`;
+        for (const [device, times] of handshakes) {
+          const recent = times.filter((t) => t > 0 && now - t <= HANDSHAKE_RECENT_S).length;
+          const never = times.filter((t) => t === 0).length;
+          sink.set("flannel_wireguard_peers", help, recent, { device, handshake: "recent" });
+          sink.set("flannel_wireguard_peers", help, times.length - recent - never, {
+            device,
+            handshake: "old",
+          });
+          sink.set("flannel_wireguard_peers", help, never, { device, handshake: "never" });
+        }
+      },
       async close() {
         // Upstream removes its WireGuard devices at shutdown.
         for (const d of devices) {
@@ -153,6 +180,12 @@ export const wireguardBackend: BackendFactory = {
     };
   },
 };
+
+/**
+ * A handshake this recent means the tunnel works: WireGuard re-keys every 2 minutes while traffic
+ * flows (REKEY_AFTER_TIME) and gives up on a session after 3 (REJECT_AFTER_TIME).
+ */
+export const HANDSHAKE_RECENT_S = 180;
 
 /** The peers each device should have, from the leases. */
 export function desiredPeers(
@@ -233,8 +266,11 @@ async function syncPeers(
   name: string,
   want: WgPeer[],
   log: { v(n: number, m: string): void },
+  /** Hears the device's peers as read (for /metrics: their handshakes). */
+  onRead?: (peers: WgPeer[]) => void,
 ): Promise<void> {
   const have = await driver.get(name);
+  onRead?.(have?.peers ?? []);
   const haveBy = new Map((have?.peers ?? []).map((p) => [hex(p.publicKey), p]));
   const wantBy = new Map(want.map((p) => [hex(p.publicKey), p]));
   const changes: WgPeer[] = [];
