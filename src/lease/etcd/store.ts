@@ -13,7 +13,13 @@ import type { Clock } from "../../util/clock.ts";
 import { type KV, KVCompactedError, type KVEntry, type KVEvent, KVUnavailableError } from "../kv.ts";
 import { KVSubnetManager } from "../kv_manager.ts";
 import type { IP4Net, IP6Net } from "../../ip/mod.ts";
-import { type EtcdAttempt, EtcdClient, EtcdCompactedError, EtcdUnavailableError, type KeyValue } from "./client.ts";
+import {
+  type EtcdAttempt,
+  EtcdClient,
+  EtcdCompactedError,
+  EtcdUnavailableError,
+  type KeyValue,
+} from "./client.ts";
 
 function entry(kv: KeyValue): KVEntry {
   return {
