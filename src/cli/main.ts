@@ -57,18 +57,23 @@ export async function main(argv: string[]): Promise<number> {
   }
   const metrics = new Metrics();
   /** Datastore health for /metrics: every etcd request attempt, answered or not. */
-  const observeEtcd = (a: EtcdAttempt) => {
+  /** Datastore health for /metrics (etcd, or the Kubernetes API in kube mode). */
+  const observeStore = (a: { ok: boolean; ms: number }) => {
     const result = a.ok ? "answered" : "failed";
-    metrics.inc("flannel_datastore_requests_total", "Requests to etcd, by whether an endpoint answered", 1, {
-      result,
-    });
+    metrics.inc(
+      "flannel_datastore_requests_total",
+      "Requests to the datastore (etcd or the Kubernetes API), by whether it answered",
+      1,
+      { result },
+    );
     metrics.inc(
       "flannel_datastore_request_seconds_total",
-      "Time spent in etcd requests (divided by the request count: the mean latency)",
+      "Time spent in datastore requests (divided by the request count: the mean latency)",
       a.ms / 1000,
     );
-    metrics.set("flannel_datastore_up", "1 when the last etcd request got an answer", a.ok ? 1 : 0);
+    metrics.set("flannel_datastore_up", "1 when the last datastore request got an answer", a.ok ? 1 : 0);
   };
+  const observeEtcd = (a: EtcdAttempt) => observeStore(a);
   /** The etcd subnet manager for the options, closing its HTTP client with it. */
   const etcdManager = (previous: PreviousSubnets) => {
     const etcdLog = log.child("etcd.ts");
@@ -92,7 +97,14 @@ export async function main(argv: string[]): Promise<number> {
     return Object.assign(manager, { close: () => close().finally(() => fetch.close()) });
   };
   const kubeManager = () =>
-    createKubeManager(options, Deno.env.toObject(), log.child("kube.ts"), systemClock, denoKubeRuntime);
+    createKubeManager(
+      options,
+      Deno.env.toObject(),
+      log.child("kube.ts"),
+      systemClock,
+      denoKubeRuntime,
+      observeStore,
+    );
   const createRules = (o: Omit<TrafficManagerOptions, "run">) =>
     createTrafficManager({ ...o, run: denoRunStdinCommand });
   if (options.cleanup) {

@@ -220,6 +220,8 @@ Deno.test({
         const pingMs = await reachAll(allPairs(k.cluster.pods));
         console.log(`${TAG}: every pod pair pings (${ms(pingMs)})`);
         for (const n of k.nodes) {
+          // The API server's health, as /metrics shows it in kube mode.
+          assert.equal(await n.daemon.metric("flannel_datastore_up"), 1, `node ${n.index}`);
           const node = await k.getNode(`n${n.index}`);
           const ann = node.metadata.annotations ?? {};
           assert.equal(ann[`${ANN}/kube-subnet-manager`], "true");

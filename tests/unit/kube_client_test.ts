@@ -236,3 +236,24 @@ Deno.test("kube client: no server is status 0 naming the URL", async () => {
     return true;
   });
 });
+
+Deno.test("kube client: observe hears every request, answered (any status) or not reached", async () => {
+  const seen: { ok: boolean; ms: number }[] = [];
+  const fake = await FakeKubeApiServer.start({ bookmarkIntervalMs: 0 });
+  try {
+    fake.addNode(fakeNode("n1", { podCIDR: "10.244.1.0/24" }));
+    const c = new KubeClient({ server: fake.url, observe: (a) => seen.push(a) });
+    await c.getNode("n1");
+    await assert.rejects(c.getNode("missing"), (e: KubeApiError) => e.status === 404);
+    assert.deepEqual(seen.map((a) => a.ok), [true, true], "a 404 is an answer");
+  } finally {
+    await fake.stop();
+  }
+  const dead = new KubeClient({
+    server: `http://127.0.0.1:${await freePort()}`,
+    observe: (a) => seen.push(a),
+  });
+  await assert.rejects(dead.getNode("n1"), (e: KubeApiError) => e.status === 0);
+  assert.equal(seen.at(-1)?.ok, false);
+  assert.ok(seen.every((a) => a.ms >= 0));
+});

@@ -28,6 +28,11 @@ export interface KubeClientOptions {
   fetch?: typeof fetch | undefined;
   /** Timeout of one request (not of a watch stream), in ms. Default 30 000. */
   requestTimeoutMs?: number | undefined;
+  /**
+   * Told of every request (a watch: its opening): answered (any HTTP status) or not (unreachable,
+   * timed out), with its wall time in ms. For metrics: the API server's health.
+   */
+  observe?: ((attempt: { ok: boolean; ms: number }) => void) | undefined;
 }
 
 /** Options of {@linkcode KubeClient.watchNodes}. */
@@ -90,12 +95,14 @@ export class KubeClient {
   readonly #server: string;
   readonly #auth: AuthSource | undefined;
   readonly #fetch: typeof fetch;
+  readonly #observe: KubeClientOptions["observe"];
   readonly #timeoutMs: number;
 
   constructor(opts: KubeClientOptions) {
     this.#server = opts.server.replace(/\/+$/, "");
     this.#auth = opts.auth;
     this.#fetch = opts.fetch ?? ((input, init) => fetch(input, init));
+    this.#observe = opts.observe;
     this.#timeoutMs = opts.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS;
   }
 
@@ -272,6 +279,7 @@ export class KubeClient {
       if (authorization) headers.authorization = authorization;
       if (body !== undefined) headers["content-type"] = "application/strategic-merge-patch+json";
       let res: Response;
+      const started = performance.now();
       try {
         res = await this.#fetch(`${this.#server}${path}`, {
           method,
@@ -281,8 +289,10 @@ export class KubeClient {
         });
       } catch (e) {
         if (caller?.aborted) throw caller.reason;
+        this.#observe?.({ ok: false, ms: performance.now() - started });
         throw connectionError(what, this.#server, signal.aborted ? signal.reason : e);
       }
+      this.#observe?.({ ok: true, ms: performance.now() - started });
       if (res.ok) return res;
       const err = await errorOf(res, what);
       if (res.status === 401 && attempt === 0 && this.#auth) continue;

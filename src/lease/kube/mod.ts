@@ -15,7 +15,7 @@ import type { Options } from "../../cli/flags.ts";
 import { parseNetworkConfig } from "../../config/network_config.ts";
 import type { Logger } from "../../log/logger.ts";
 import type { Clock } from "../../util/clock.ts";
-import { KubeApiError, KubeClient } from "./client.ts";
+import { KubeApiError, KubeClient, type KubeClientOptions } from "./client.ts";
 import { type KubeRuntime, loadKubeConfig } from "./config.ts";
 import { KubeSubnetManager } from "./manager.ts";
 import { annotationNames } from "./annotations.ts";
@@ -138,6 +138,8 @@ export async function createKubeManager(
   log: Logger,
   clock: Clock,
   runtime: KubeRuntime,
+  /** Told of every API request, answered or not (metrics). */
+  observe?: KubeClientOptions["observe"],
 ): Promise<KubeSubnetManager> {
   annotationNames(options.kubeAnnotationPrefix); // refuse a bad prefix before any network call
   const cfg = await loadKubeConfig({
@@ -149,7 +151,7 @@ export async function createKubeManager(
     clock,
   });
   try {
-    const client = new KubeClient({ server: cfg.server, auth: cfg.auth, fetch: cfg.fetch });
+    const client = new KubeClient({ server: cfg.server, auth: cfg.auth, fetch: cfg.fetch, observe });
     log.info(`Kubernetes API at ${cfg.server} (${cfg.source})`);
     const nodeName = await resolveNodeName(env, client);
     let text: string;
