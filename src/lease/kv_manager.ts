@@ -187,6 +187,18 @@ export class KVSubnetManager implements SubnetManager {
       }
       const ttl = this.#ttl;
       const entry = await this.#kv.create(this.#key(sn, sn6), value, ttl, signal);
+      // The key's compare-and-swap fences the whole key, so two nodes can never hold one IPv4
+      // subnet; but two keys with different IPv4 and the same IPv6 subnet both get created when
+      // two nodes allocate at once (seen: 1 start in 20 of a 3-node dual-stack cluster). The
+      // older key (lower create revision, unique in the store) keeps the IPv6 subnet; the younger
+      // deletes itself and allocates again. Every interleaving ends with exactly one holder.
+      if (entry && sn6 && (await this.#ipv6Taken(entry, sn6, signal))) {
+        this.#log.warn(`Subnet ${sn6} was leased by another node at the same time; allocating again`);
+        await this.#kv.delete(entry.key, entry.modRevision, signal);
+        lost++;
+        await this.#afterLostRace(lost, sn, signal);
+        continue;
+      }
       if (entry) {
         this.#log.info(
           `Allocated lease (ip: ${sn} ipv6: ${sn6 ?? ""}) to current node (${attrs.publicIP})`,
@@ -363,6 +375,15 @@ export class KVSubnetManager implements SubnetManager {
         `give each a distinct --public-ip`,
     );
     return "lost";
+  }
+
+  /** Does an older lease than `ours` hold IPv6 subnet `sn6`? */
+  async #ipv6Taken(ours: KVEntry, sn6: IP6Net, signal?: AbortSignal): Promise<boolean> {
+    const text = sn6.toString();
+    return (await this.#listLeases(signal)).some((l) =>
+      l.entry.key !== ours.key && l.lease.ipv6Subnet?.toString() === text &&
+      l.entry.createRevision < ours.createRevision
+    );
   }
 
   async #listLeases(signal?: AbortSignal): Promise<StoredLease[]> {

@@ -105,7 +105,13 @@ Deno.test({
       for (const peer of c.nodes.filter((p) => p !== n)) {
         const r4 = await c.exec(n.index, ["ip", "route", "add", peer.subnet, "via", peer.ip]);
         const r6 = await c.exec(n.index, ["ip", "-6", "route", "add", peer.subnet6!, "via", peer.ip6!]);
-        assert.equal(r4.code + r6.code, 0, r4.stderr + r6.stderr);
+        assert.equal(
+          r4.code + r6.code,
+          0,
+          `node ${n.index}: ${peer.subnet} via ${peer.ip}: ${r4.stderr}${peer.subnet6} via ${peer.ip6}: ${r6.stderr}` +
+            `subnets: ${c.nodes.map((x) => `${x.index}=${x.subnet},${x.subnet6}`).join(" ")}\n` +
+            (await c.exec(n.index, ["sh", "-c", "ip route; ip -6 route"])).stdout,
+        );
       }
     }
     for (const ipv6 of [false, true]) {
