@@ -40,9 +40,9 @@ export function kernelNetInfo(kernel: KernelOps): NetInfo {
       const out: string[] = [];
       for (const r of await kernel.routeList()) {
         const v4 = r.dst.ip instanceof IP4;
-        if (r.dst.prefixLen !== 0 || v4 !== (family === 4) || !r.dev) continue;
+        if (r.dst.prefixLen !== 0 || v4 !== (family === 4)) continue;
         if (r.type !== undefined && r.type !== "unicast") continue;
-        if (!out.includes(r.dev)) out.push(r.dev);
+        for (const dev of r.dev ? [r.dev] : r.nexthopDevs ?? []) if (!out.includes(dev)) out.push(dev);
       }
       return out;
     },

@@ -144,6 +144,17 @@ export class KVSubnetManager implements SubnetManager {
             // Keep a reservation (a key without TTL) a reservation; renew a normal lease.
             const ttl = mine.entry.leaseId === 0n ? 0 : this.#ttl;
             const entry = await this.#kv.update(mine.entry.key, value, ttl, mine.entry.modRevision, signal);
+            // A lease we kept from a start that was cut short between creating it and checking
+            // its IPv6 subnet (see the create path) must pass that check now.
+            const v6 = mine.lease.ipv6Subnet;
+            if (
+              entry && v6 &&
+              (await this.#ipv6Taken({ ...entry, createRevision: mine.entry.createRevision }, v6, signal))
+            ) {
+              this.#log.warn(`Subnet ${v6} of our lease is also another, older node's; allocating again`);
+              await this.#kv.delete(entry.key, entry.modRevision, signal);
+              continue;
+            }
             if (entry) {
               this.#log.info(
                 `Found lease (ip: ${mine.lease.subnet} ipv6: ${

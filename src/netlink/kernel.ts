@@ -337,6 +337,15 @@ export class NetlinkKernel implements KernelOps {
       const name = await this.#name(r.oif);
       if (name) out.dev = name;
     }
+    if (r.multipath?.length) {
+      // A multipath route (or a nexthop group, reported the same way) has its devices per path.
+      const devs: string[] = [];
+      for (const nh of r.multipath) {
+        const name = await this.#name(nh.ifindex);
+        if (name && !devs.includes(name)) devs.push(name);
+      }
+      if (devs.length) out.nexthopDevs = devs;
+    }
     if (r.flags & rt.RTNH_F_ONLINK) out.onlink = true;
     out.protocol = r.protocol;
     const table = r.tableId ?? r.table;

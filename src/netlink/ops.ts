@@ -110,6 +110,8 @@ export interface Route {
   /** Preferred source (RTA_PREFSRC). */
   src?: IP;
   metric?: number;
+  /** Output only: the devices of a multipath route's next hops, in order (it has no `dev`). */
+  nexthopDevs?: string[];
 }
 
 /** A neighbour (ARP/NDP) entry. */

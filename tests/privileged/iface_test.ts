@@ -116,6 +116,26 @@ Deno.test({
       for (const family of [4, 6] as const) {
         assert.deepEqual(await viaNetlink.defaultRouteLink(family), await viaIp.defaultRouteLink(family));
       }
+      // A multipath default route (no RTA_OIF, one device per next hop): both see its devices.
+      await ip(
+        "-n",
+        ns,
+        "route",
+        "replace",
+        "default",
+        "nexthop",
+        "via",
+        "10.50.0.1",
+        "dev",
+        "ve0",
+        "nexthop",
+        "via",
+        "10.60.0.1",
+        "dev",
+        "ve1",
+      );
+      assert.deepEqual(await viaIp.defaultRouteLink(4), ["ve0", "ve1"]);
+      assert.deepEqual(await viaNetlink.defaultRouteLink(4), ["ve0", "ve1"]);
       const { IP4, IP6 } = await import("../../src/ip/mod.ts");
       for (const dst of [IP4.parse("10.60.0.254"), IP4.parse("192.0.2.77"), IP6.parse("fd60::99")]) {
         assert.deepEqual(await viaNetlink.routeGet(dst), await viaIp.routeGet(dst), String(dst));

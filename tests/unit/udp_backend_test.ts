@@ -33,8 +33,12 @@ class FakeDataPaths {
 
   constructor(readonly kernel: FakeKernel) {}
 
+  /** When set, open() waits for it (a reopen in progress, for scrapes meanwhile). */
+  gate: Promise<void> | undefined;
+
   open = async (o: DataPathOptions): Promise<DataPath> => {
     this.opened.push(o);
+    await this.gate;
     this.stats = zeroStats();
     const names = (await this.kernel.linkList()).map((l) => l.name);
     let n = 0;
@@ -255,10 +259,18 @@ Deno.test("udp: /metrics has the loop's counters, and they never go down when th
       ]
     ) assert.ok(text.includes(line), `${line}\n${text}`);
 
-    // The device is deleted: a new data path counts from zero, the totals carry on.
+    // The device is deleted: a new data path counts from zero, the totals carry on, and a scrape
+    // while the new one is opening counts the old one once.
     r.leases(peer("10.5.2.0/24", "192.168.1.11"));
     await r.until((t) => t.includes("10.5.0.0/16 dev flannel0"));
+    let release!: () => void;
+    dps.gate = new Promise((res) => (release = res));
     await r.kernel.linkDel("flannel0");
+    const deadline = Date.now() + 5000;
+    while (dps.opened.length < 2 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
+    assert.ok(metrics.render().includes('flannel_udp_packets_total{point="tun_read"} 10'), "mid-reopen");
+    dps.gate = undefined;
+    release();
     await r.until((t) => t.includes("10.5.0.0/16 dev flannel0") && dps.opened.length === 2);
     dps.stats.tunRx = 4;
     text = metrics.render();

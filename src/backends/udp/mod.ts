@@ -159,11 +159,15 @@ async function registerUdp(ctx: BackendContext, opts: UdpBackendOptions): Promis
   // Counters of closed data paths, so that the exported totals never go down on a reopen.
   const carried = zeroStats();
   const restarts = { loop_died: 0, device_gone: 0 };
+  /** Set once the open data path's counters are in `carried` (it is closed or closing). */
+  let absorbed = false;
   const reopen = async (cause: keyof typeof restarts) => {
-    addStats(carried, dp.stats());
     restarts[cause]++;
     await dp.close();
+    if (!absorbed) addStats(carried, dp.stats()); // a failed open() leaves the old path: count it once
+    absorbed = true;
     dp = await open();
+    absorbed = false;
     watch(dp);
   };
 
@@ -227,7 +231,8 @@ async function registerUdp(ctx: BackendContext, opts: UdpBackendOptions): Promis
       ),
     close: () => dp.close(),
     collectMetrics(sink) {
-      const st = addStats(addStats(zeroStats(), carried), dp.stats());
+      const st = addStats(zeroStats(), carried);
+      if (!absorbed) addStats(st, dp.stats());
       const packets = "Packets through the udp data path, by where they were counted";
       sink.counter("flannel_udp_packets_total", packets, st.tunRx, { point: "tun_read" });
       sink.counter("flannel_udp_packets_total", packets, st.udpTx, { point: "udp_send" });

@@ -136,7 +136,12 @@ export class EtcdKV implements KV {
       if (lease !== 0n) await this.#etcd.revoke(lease).catch(() => {});
       throw e;
     }
-    if (r.succeeded) return { key, value, createRevision: 0n, modRevision: r.revision, leaseId: lease };
+    if (r.succeeded) {
+      // A key this transaction created was created at its revision; an update's creation is
+      // older and unknown here (0n: callers that need it read the key).
+      const created = guard.target === "VERSION" ? r.revision : 0n;
+      return { key, value, createRevision: created, modRevision: r.revision, leaseId: lease };
+    }
     // A retried request can fail its guard because its first attempt already wrote.
     const applied = await this.#boundTo(key, lease, value).catch(() => undefined);
     if (applied) return applied;
