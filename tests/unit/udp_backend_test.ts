@@ -64,10 +64,8 @@ class FakeDataPaths {
   };
 }
 
-const text = (p: PeerRoute) =>
-  `${IP4.fromNumber(p.net)}/${Math.clz32(~p.mask)} -> ${IP4.fromNumber(p.addr)}:${p.port}`;
-
-Deno.test("udp: flannel0 with MTU − 28, the /32, up, the Network route; lease has PublicIP only", async () => {
+/** A started udp backend over the fake data paths, with the default Network. */
+async function startUdp(): Promise<{ r: BackendRig; dps: FakeDataPaths }> {
   const r = new BackendRig();
   const ext = r.seedHost();
   const dps = new FakeDataPaths(r.kernel);
@@ -76,6 +74,14 @@ Deno.test("udp: flannel0 with MTU − 28, the /32, up, the Network route; lease 
     `{"Network":"10.5.0.0/16","Backend":{"Type":"udp"}}`,
     ext,
   );
+  return { r, dps };
+}
+
+const text = (p: PeerRoute) =>
+  `${IP4.fromNumber(p.net)}/${Math.clz32(~p.mask)} -> ${IP4.fromNumber(p.addr)}:${p.port}`;
+
+Deno.test("udp: flannel0 with MTU − 28, the /32, up, the Network route; lease has PublicIP only", async () => {
+  const { r, dps } = await startUdp();
   try {
     assert.equal(r.network.mtu, 1472);
     assert.equal(r.network.reconciles, true);
@@ -136,14 +142,7 @@ Deno.test("udp: flannel0 with MTU − 28, the /32, up, the Network route; lease 
 });
 
 Deno.test("udp: a data path whose loop dies is reopened at once, not at the next resync", async () => {
-  const r = new BackendRig();
-  const ext = r.seedHost();
-  const dps = new FakeDataPaths(r.kernel);
-  await r.start(
-    createUdpBackend({ openDataPath: dps.open }),
-    `{"Network":"10.5.0.0/16","Backend":{"Type":"udp"}}`,
-    ext,
-  );
+  const { r, dps } = await startUdp();
   try {
     r.leases(peer("10.5.2.0/24", "192.168.1.11"));
     await r.until((t) => t.includes("10.5.0.0/16 dev flannel0"));
@@ -220,14 +219,7 @@ Deno.test("udp: the registered factory takes its data path from the host, and sa
 });
 
 Deno.test("udp: /metrics has the loop's counters, and they never go down when the data path is reopened", async () => {
-  const r = new BackendRig();
-  const ext = r.seedHost();
-  const dps = new FakeDataPaths(r.kernel);
-  await r.start(
-    createUdpBackend({ openDataPath: dps.open }),
-    `{"Network":"10.5.0.0/16","Backend":{"Type":"udp"}}`,
-    ext,
-  );
+  const { r, dps } = await startUdp();
   try {
     const metrics = new Metrics();
     metrics.collect((sink) => r.network.collectMetrics!(sink));

@@ -23,6 +23,7 @@ import type { IP4, IP4Net } from "../../ip/mod.ts";
 import type { LeaseAttrs } from "../../lease/types.ts";
 import type { Logger } from "../../log/logger.ts";
 import type { Clock } from "../../util/clock.ts";
+import { hex } from "../../util/hex.ts";
 import { acquireLease, type BackendContext, type BackendFactory, type Network } from "../types.ts";
 
 /** How often the route is checked again after start-up (upstream: never). */
@@ -209,10 +210,7 @@ function report(log: Logger, type: string, subnet: IP4Net, outcome: RouteOutcome
   );
 }
 
-/** Hex of bytes. */
-export function hex(b: ArrayBuffer | Uint8Array): string {
-  return [...new Uint8Array(b)].map((x) => x.toString(16).padStart(2, "0")).join("");
-}
+export { hex };
 
 /** SHA-256 of text, hex. */
 export async function sha256Hex(text: string): Promise<string> {

@@ -8,8 +8,9 @@
 import { IP4Net, IP6Net, parseIP } from "../../ip/mod.ts";
 import type { WgConfig, WgDevice, WgPeer } from "../../netlink/ops.ts";
 
-/** Lower-case hex of bytes (UAPI keys; also how peers are compared). */
-export const hex = (b: Uint8Array): string => [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+// Lower-case hex of bytes (UAPI keys; also how peers are compared).
+import { hex } from "../../util/hex.ts";
+export { hex };
 const unhex = (s: string) => Uint8Array.from(s.match(/../g) ?? [], (h) => parseInt(h, 16));
 
 /** A `set=1` request; only fields that are set are sent. */
